@@ -1,0 +1,113 @@
+from decimal import Decimal
+
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.utils import timezone
+from localflavor.us.models import USStateField
+
+MONEY = {"max_digits": 10, "decimal_places": 2, "validators": [MinValueValidator(Decimal("0.00"))]}
+
+
+class Partner(models.Model):
+    """A 503A compounding pharmacy we route orders to."""
+
+    name = models.CharField(max_length=200, unique=True)
+    slug = models.SlugField(unique=True, help_text="Used in the partner's webhook URL.")
+    active = models.BooleanField(default=True)
+    legitscript_id = models.CharField("LegitScript certification ID", max_length=60, blank=True)
+    api_base_url = models.URLField("order API base URL", blank=True)
+    api_key = models.CharField("order API key", max_length=200, blank=True)
+    webhook_secret = models.CharField(
+        max_length=200, blank=True, help_text="Shared secret the partner signs its status webhooks with (HMAC-SHA256)."
+    )
+    support_email = models.EmailField(blank=True)
+    support_phone = models.CharField(max_length=40, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class PartnerStateLicense(models.Model):
+    """A pharmacy license (resident or non-resident) allowing the partner to ship into a state."""
+
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="state_licenses")
+    state = USStateField()
+    license_number = models.CharField(max_length=40, blank=True)
+    expires_on = models.DateField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["state"]
+        constraints = [models.UniqueConstraint(fields=["partner", "state"], name="partner_state_unique")]
+
+    def __str__(self):
+        return f"{self.partner.name} — {self.state}"
+
+    def is_active(self, on=None) -> bool:
+        return self.expires_on is None or self.expires_on >= (on or timezone.localdate())
+
+
+class Product(models.Model):
+    class DosageForm(models.TextChoices):
+        INJECTABLE = "injectable", "Injectable solution"
+        CAPSULE = "capsule", "Capsule"
+        TABLET = "tablet", "Tablet"
+        TROCHE = "troche", "Troche"
+        CREAM = "cream", "Cream"
+        SPRAY = "spray", "Nasal spray"
+        SUSPENSION = "suspension", "Oral suspension"
+        PELLET = "pellet", "Pellet"
+
+    class Schedule(models.TextChoices):
+        NONE = "", "Not controlled"
+        II = "II", "Schedule II"
+        III = "III", "Schedule III"
+        IV = "IV", "Schedule IV"
+        V = "V", "Schedule V"
+
+    sku = models.CharField("Fizy SKU", max_length=40, unique=True)
+    name = models.CharField(max_length=200)
+    strength = models.CharField(max_length=100, help_text="e.g. 2.5 mg/mL")
+    dosage_form = models.CharField(max_length=20, choices=DosageForm.choices)
+    unit = models.CharField(max_length=30, default="unit", help_text="What one quantity is: vial, capsule, tube…")
+    dea_schedule = models.CharField("DEA schedule", max_length=3, choices=Schedule.choices, blank=True, default="")
+    max_quantity_per_line = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    requires_clinical_difference = models.BooleanField(
+        default=False,
+        help_text="The prescriber must state the clinical difference from the commercial product (e.g. compounded semaglutide).",
+    )
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name", "strength"]
+
+    def __str__(self):
+        return f"{self.name} {self.strength} ({self.get_dosage_form_display()})"
+
+    @property
+    def is_controlled(self) -> bool:
+        return bool(self.dea_schedule)
+
+
+class Offering(models.Model):
+    """What a partner charges for a product, and how many it has in stock."""
+
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="offerings")
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="offerings")
+    partner_sku = models.CharField("partner SKU", max_length=60)
+    unit_price = models.DecimalField(**MONEY)
+    shipping_fee = models.DecimalField(**MONEY, default=Decimal("0.00"))
+    stock_quantity = models.PositiveIntegerField(default=0)
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["product__name", "partner__name"]
+        constraints = [
+            models.UniqueConstraint(fields=["partner", "product"], name="offering_partner_product_unique"),
+            models.UniqueConstraint(fields=["partner", "partner_sku"], name="offering_partner_sku_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.partner.name}: {self.product} @ ${self.unit_price}"

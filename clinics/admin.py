@@ -1,0 +1,115 @@
+from django.contrib import admin
+
+from fizy.lib.dates import parse_us_or_iso_date
+
+from .models import AuditEntry, Clinic, DEARegistration, Membership, Organization, Patient, Prescriber, PrescriberLicense
+
+
+class ClinicInline(admin.TabularInline):
+    model = Clinic
+    fields = ["name", "npi", "city", "state"]
+    extra = 0
+    show_change_link = True
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = ["name", "clinic_count", "created_at"]
+    search_fields = ["name"]
+    inlines = [ClinicInline]
+
+    @admin.display(description="clinics")
+    def clinic_count(self, obj):
+        return obj.clinics.count()
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Clinic)
+class ClinicAdmin(admin.ModelAdmin):
+    list_display = ["name", "organization", "npi", "dea_number", "city", "state", "timezone"]
+    list_filter = ["state", "organization", "timezone"]
+    search_fields = ["name", "npi", "organization__name", "city"]
+    list_select_related = ["organization"]
+    inlines = [MembershipInline]
+    fieldsets = [
+        (None, {"fields": ["organization", "name", "npi", "dea_number", "timezone"]}),
+        ("Ship-to address", {"fields": ["address_line1", "address_line2", "city", "state", "zip_code"]}),
+        ("Billing contact", {"fields": ["billing_contact_name", "billing_email", "billing_phone"]}),
+    ]
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "clinic", "role", "created_at"]
+    list_filter = ["role", "clinic"]
+    search_fields = ["user__username", "user__email", "clinic__name"]
+    list_select_related = ["user", "clinic__organization"]
+    autocomplete_fields = ["user", "clinic"]
+
+
+class PrescriberLicenseInline(admin.TabularInline):
+    model = PrescriberLicense
+    extra = 0
+
+
+class DEARegistrationInline(admin.TabularInline):
+    model = DEARegistration
+    extra = 0
+
+
+@admin.register(Prescriber)
+class PrescriberAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "organization", "npi", "dea_number", "licensed_states", "active"]
+    list_filter = ["active", "organization", "licenses__state"]
+    search_fields = ["first_name", "last_name", "npi", "dea_number"]
+    inlines = [PrescriberLicenseInline, DEARegistrationInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("organization").prefetch_related("licenses")
+
+    @admin.display(description="licensed in")
+    def licensed_states(self, obj):
+        return ", ".join(sorted({lic.state for lic in obj.licenses.all() if lic.is_active()})) or "—"
+
+
+@admin.register(Patient)
+class PatientAdmin(admin.ModelAdmin):
+    list_display = ["last_name", "first_name", "chart_id", "date_of_birth", "organization", "city", "state"]
+    list_display_links = ["last_name", "first_name"]
+    list_filter = ["state", "organization"]
+    search_fields = ["first_name", "last_name", "chart_id", "date_of_birth", "email"]
+    list_select_related = ["organization"]
+    fieldsets = [
+        (None, {"fields": ["organization", "chart_id", "first_name", "last_name", "date_of_birth", "phone", "email"]}),
+        ("Shipping address", {"fields": ["address_line1", "address_line2", "city", "state", "zip_code"]}),
+    ]
+
+    def get_search_results(self, request, queryset, search_term):
+        # Let staff search by a date of birth typed as MM/DD/YYYY as well as YYYY-MM-DD.
+        dob = parse_us_or_iso_date(search_term)
+        if dob:
+            return queryset.filter(date_of_birth=dob), False
+        return super().get_search_results(request, queryset, search_term)
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    list_display = ["at", "actor", "actor_label", "clinic", "patient", "action", "object_type", "object_id"]
+    list_filter = ["action", "clinic"]
+    search_fields = ["action", "actor__username", "patient__last_name", "patient__chart_id", "object_id"]
+    list_select_related = ["actor", "clinic__organization", "patient"]
+    date_hierarchy = "at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

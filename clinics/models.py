@@ -1,0 +1,240 @@
+from django.conf import settings
+from django.db import models
+from django.db.models.functions import Lower
+from django.utils import timezone
+from localflavor.us.forms import USZipCodeField as USZipCodeFormField
+from localflavor.us.models import USStateField, USZipCodeField
+from phonenumber_field.modelfields import PhoneNumberField
+
+from fizy.lib.identifiers import validate_dea, validate_npi
+
+US_TIMEZONES = [
+    ("America/New_York", "Eastern"),
+    ("America/Chicago", "Central"),
+    ("America/Denver", "Mountain"),
+    ("America/Phoenix", "Mountain (Arizona)"),
+    ("America/Los_Angeles", "Pacific"),
+    ("America/Anchorage", "Alaska"),
+    ("Pacific/Honolulu", "Hawaii"),
+]
+
+
+def validate_us_zip(value: str) -> None:
+    """ZIP or ZIP+4, with localflavor's rule (its model field validates only in forms)."""
+    USZipCodeFormField().clean(value)
+
+
+class PostalAddress(models.Model):
+    """A US shipping address. Fields may be blank while a record is being completed; the cart's
+    validation reports what is missing (``address_incomplete``)."""
+
+    address_line1 = models.CharField("address line 1", max_length=200, blank=True)
+    address_line2 = models.CharField("address line 2", max_length=200, blank=True)
+    city = models.CharField(max_length=100, blank=True)
+    state = USStateField(blank=True)
+    zip_code = USZipCodeField("ZIP code", blank=True, validators=[validate_us_zip])
+
+    REQUIRED_ADDRESS_FIELDS = ("address_line1", "city", "state", "zip_code")
+
+    class Meta:
+        abstract = True
+
+    def missing_address_fields(self) -> list[str]:
+        return [f for f in self.REQUIRED_ADDRESS_FIELDS if not getattr(self, f)]
+
+    @property
+    def address_is_complete(self) -> bool:
+        return not self.missing_address_fields()
+
+    def address_snapshot(self) -> dict:
+        return {
+            "line1": self.address_line1,
+            "line2": self.address_line2,
+            "city": self.city,
+            "state": self.state,
+            "zip": self.zip_code,
+        }
+
+    @property
+    def address_one_line(self) -> str:
+        street = ", ".join(p for p in (self.address_line1, self.address_line2) if p)
+        return ", ".join(p for p in (street, self.city, f"{self.state} {self.zip_code}".strip()) if p)
+
+
+class Organization(models.Model):
+    """A cash-pay practice or telehealth brand; owns its patients and prescribers."""
+
+    name = models.CharField(max_length=200, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Clinic(PostalAddress):
+    """One location of an organization. Its postal address is the clinic's ship-to address."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="clinics")
+    name = models.CharField(max_length=200)
+    npi = models.CharField("NPI", max_length=10, validators=[validate_npi])
+    dea_number = models.CharField(
+        "DEA number", max_length=9, blank=True, validators=[validate_dea],
+        help_text="Needed only for clinics that order controlled substances.",
+    )
+    billing_contact_name = models.CharField(max_length=200, blank=True)
+    billing_email = models.EmailField(blank=True)
+    billing_phone = PhoneNumberField(blank=True)
+    timezone = models.CharField(max_length=40, choices=US_TIMEZONES, default="America/New_York")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["organization__name", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "name"], name="clinic_name_unique_per_org"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.organization.name})"
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        COORDINATOR = "coordinator", "Coordinator"
+        CLINIC_ADMIN = "clinic_admin", "Clinic admin"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.COORDINATOR)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "clinic"], name="membership_unique")]
+
+    def __str__(self):
+        return f"{self.user} @ {self.clinic.name} ({self.get_role_display()})"
+
+
+class Prescriber(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="prescribers")
+    first_name = models.CharField(max_length=100)
+    last_name = models.CharField(max_length=100)
+    credentials = models.CharField(max_length=30, blank=True, help_text="MD, DO, NP, PA…")
+    npi = models.CharField("NPI", max_length=10, validators=[validate_npi])
+    dea_number = models.CharField("DEA number", max_length=9, blank=True, validators=[validate_dea])
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["last_name", "first_name"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "npi"], name="prescriber_npi_unique_per_org"),
+        ]
+
+    def __str__(self):
+        suffix = f", {self.credentials}" if self.credentials else ""
+        return f"{self.first_name} {self.last_name}{suffix}"
+
+
+class _StateCredential(models.Model):
+    state = USStateField()
+    number = models.CharField(max_length=40)
+    expires_on = models.DateField()
+
+    class Meta:
+        abstract = True
+        ordering = ["state", "-expires_on"]
+
+    def is_active(self, on=None) -> bool:
+        return self.expires_on >= (on or timezone.localdate())
+
+
+class PrescriberLicense(_StateCredential):
+    """A state license to practise; a prescriber may prescribe only for patients in such states."""
+
+    prescriber = models.ForeignKey(Prescriber, on_delete=models.CASCADE, related_name="licenses")
+
+    class Meta(_StateCredential.Meta):
+        constraints = [
+            models.UniqueConstraint(fields=["prescriber", "state", "number"], name="license_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.state} license {self.number} (expires {self.expires_on:%Y-%m-%d})"
+
+
+class DEARegistration(_StateCredential):
+    """A DEA registration is per state; controlled products need one in the patient's state."""
+
+    prescriber = models.ForeignKey(Prescriber, on_delete=models.CASCADE, related_name="dea_registrations")
+    number = models.CharField(max_length=9, validators=[validate_dea])
+
+    class Meta(_StateCredential.Meta):
+        verbose_name = "DEA registration"
+        constraints = [
+            models.UniqueConstraint(fields=["prescriber", "state", "number"], name="dea_registration_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.state} DEA {self.number} (expires {self.expires_on:%Y-%m-%d})"
+
+
+class Patient(PostalAddress):
+    """A patient of an organization; the postal address is where their medication ships."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="patients")
+    chart_id = models.CharField("chart ID", max_length=40)
+    first_name = models.CharField(max_length=100)
+    last_name = models.CharField(max_length=100)
+    date_of_birth = models.DateField(null=True, blank=True)
+    phone = PhoneNumberField(blank=True)
+    email = models.EmailField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["last_name", "first_name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "chart_id"], name="patient_chart_id_unique_per_org",
+                violation_error_message="Another patient of this organization already has this chart ID.",
+            ),
+        ]
+        indexes = [
+            models.Index(Lower("last_name"), "organization", name="patient_last_name_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.last_name}, {self.first_name} ({self.chart_id})"
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}"
+
+
+class AuditEntry(models.Model):
+    """Who did what to which patient's order, in which clinic, and when.
+
+    Written in the same transaction as the change. ``detail`` holds identifiers and field names,
+    never prescription text (SIG, notes)."""
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_label = models.CharField(max_length=150, blank=True, help_text="Who, when no user (a partner, the system).")
+    clinic = models.ForeignKey(Clinic, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    patient = models.ForeignKey(Patient, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    action = models.CharField(max_length=60, db_index=True)
+    object_type = models.CharField(max_length=60, blank=True)
+    object_id = models.CharField(max_length=40, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self):
+        who = self.actor or self.actor_label or "system"
+        return f"{self.at:%Y-%m-%d %H:%M} {who} {self.action}"

@@ -1,0 +1,180 @@
+"""The demo world: organizations, clinics, partners, products, prescribers and patients.
+
+Plain data, read by ``seed_demo``. Every identifier is derived deterministically so that a
+second run finds and updates the same rows instead of creating new ones."""
+
+import datetime
+from decimal import Decimal as D
+
+PASSWORD = "fizy-demo-2026"
+
+ORGANIZATIONS = {
+    "Bloom Wellness Group": [
+        {"name": "Bloom Wellness — Austin", "npi9": "184201557", "dea": ("FB", "210331"),
+         "address": ("1200 S Congress Ave", "Suite 300", "Austin", "TX", "78704"),
+         "billing": ("Dana Whitfield", "billing@bloomwellness.example", "+15125550143"), "tz": "America/Chicago",
+         "login": "austin"},
+        {"name": "Bloom Wellness — Denver", "npi9": "184201558", "dea": None,
+         "address": ("1550 Wynkoop St", "Suite 210", "Denver", "CO", "80202"),
+         "billing": ("Dana Whitfield", "billing@bloomwellness.example", "+13035550188"), "tz": "America/Denver",
+         "login": "denver"},
+    ],
+    "Vitalis Telehealth": [
+        {"name": "Vitalis Telehealth — Miami", "npi9": "193877420", "dea": ("FV", "554120"),
+         "address": ("801 Brickell Ave", "Floor 9", "Miami", "FL", "33131"),
+         "billing": ("Marco Reyes", "ap@vitalis.example", "+13055550121"), "tz": "America/New_York",
+         "login": "miami"},
+    ],
+}
+
+# A user who belongs to both Bloom clinics, as clinic admin (exercises the clinic switcher).
+MULTI_CLINIC_LOGIN = ("bloom.admin", "Bloom Wellness Group", ["Bloom Wellness — Austin", "Bloom Wellness — Denver"])
+STAFF_LOGIN = "ops"
+
+PARTNERS = [
+    {"slug": "cedar", "name": "Cedar Compounding Pharmacy", "legitscript": "LS-48213-503A",
+     "states": ["TX", "CO", "FL", "AZ", "NM", "OK", "GA"], "email": "orders@cedarrx.example"},
+    {"slug": "harbor", "name": "Harbor 503A Pharmacy", "legitscript": "LS-51877-503A",
+     "states": ["CA", "FL", "NY", "NJ", "PA", "TX", "IL"], "email": "support@harbor503a.example"},
+    {"slug": "summit", "name": "Summit Sterile Compounding", "legitscript": "LS-60102-503A",
+     "states": ["CO", "UT", "AZ", "NV", "WA", "OR", "CA", "TX"], "email": "pharmacy@summitsterile.example"},
+]
+
+# sku, name, strength, form, unit, schedule, max qty, needs clinical-difference statement
+PRODUCTS = [
+    ("FZ-SEMA-25", "Semaglutide", "2.5 mg/mL, 2 mL vial", "injectable", "vial", "", 4, True),
+    ("FZ-TIRZ-10", "Tirzepatide", "10 mg/mL, 2 mL vial", "injectable", "vial", "", 4, True),
+    ("FZ-TESC-200", "Testosterone cypionate", "200 mg/mL, 10 mL vial", "injectable", "vial", "III", 2, False),
+    ("FZ-SERM-9", "Sermorelin acetate", "9 mg vial", "injectable", "vial", "", 3, False),
+    ("FZ-NAD-200", "NAD+", "200 mg/mL, 10 mL vial", "injectable", "vial", "", 3, False),
+    ("FZ-B12-5", "Methylcobalamin", "5 mg/mL, 10 mL vial", "injectable", "vial", "", 3, False),
+    ("FZ-GLUT-200", "Glutathione", "200 mg/mL, 10 mL vial", "injectable", "vial", "", 3, False),
+    ("FZ-LDN-45", "Naltrexone (low dose)", "4.5 mg", "capsule", "capsule", "", 90, False),
+    ("FZ-PROG-100", "Progesterone", "100 mg", "capsule", "capsule", "", 90, False),
+    ("FZ-BIEST-80", "Bi-Est (estriol/estradiol 80:20)", "2.5 mg/g, 30 g", "cream", "tube", "", 3, False),
+    ("FZ-KET-150", "Ketamine", "150 mg", "troche", "troche", "III", 30, False),
+    ("FZ-SILD-20", "Sildenafil", "20 mg", "troche", "troche", "", 30, False),
+    ("FZ-PHEN-375", "Phentermine", "37.5 mg", "capsule", "capsule", "IV", 30, False),
+    ("FZ-FINMIN-5", "Finasteride / minoxidil", "0.1% / 5%, 60 mL", "spray", "bottle", "", 2, False),
+]
+
+# partner slug -> {sku: (unit price, shipping fee, stock)}
+OFFERINGS = {
+    "cedar": {
+        "FZ-SEMA-25": (D("149.00"), D("18.00"), 120), "FZ-TIRZ-10": (D("229.00"), D("18.00"), 80),
+        "FZ-TESC-200": (D("64.00"), D("12.00"), 40), "FZ-SERM-9": (D("118.00"), D("18.00"), 25),
+        "FZ-LDN-45": (D("0.65"), D("9.00"), 5000), "FZ-PROG-100": (D("0.48"), D("9.00"), 3000),
+        "FZ-BIEST-80": (D("42.00"), D("9.00"), 60), "FZ-KET-150": (D("3.10"), D("12.00"), 600),
+        "FZ-PHEN-375": (D("1.20"), D("12.00"), 900), "FZ-B12-5": (D("38.00"), D("12.00"), 0),
+    },
+    "harbor": {
+        "FZ-SEMA-25": (D("139.00"), D("25.00"), 200), "FZ-TIRZ-10": (D("239.00"), D("25.00"), 0),
+        "FZ-NAD-200": (D("96.00"), D("25.00"), 45), "FZ-B12-5": (D("34.00"), D("15.00"), 150),
+        "FZ-GLUT-200": (D("58.00"), D("15.00"), 70), "FZ-LDN-45": (D("0.72"), D("10.00"), 4000),
+        "FZ-SILD-20": (D("1.45"), D("10.00"), 1200), "FZ-FINMIN-5": (D("39.00"), D("10.00"), 90),
+        "FZ-PROG-100": (D("0.52"), D("10.00"), 0),
+    },
+    "summit": {
+        "FZ-SEMA-25": (D("155.00"), D("15.00"), 60), "FZ-TIRZ-10": (D("219.00"), D("15.00"), 35),
+        "FZ-TESC-200": (D("59.00"), D("15.00"), 0), "FZ-SERM-9": (D("109.00"), D("15.00"), 40),
+        "FZ-NAD-200": (D("99.00"), D("15.00"), 30), "FZ-GLUT-200": (D("61.00"), D("15.00"), 55),
+        "FZ-KET-150": (D("2.95"), D("15.00"), 0), "FZ-B12-5": (D("36.00"), D("15.00"), 80),
+    },
+}
+
+TODAY = datetime.date(2026, 11, 1)  # credential expiry dates are set relative to a fixed day…
+FAR = datetime.date(2028, 6, 30)  # …so that reseeding on another day changes nothing
+LAPSED = datetime.date(2025, 9, 30)
+
+# organization -> prescribers: (first, last, credentials, npi9, dea base or None,
+#   [(state, license number, expires_on)], [(state, dea base, expires_on)])
+PRESCRIBERS = {
+    "Bloom Wellness Group": [
+        ("Maya", "Patel", "MD", "170013341", ("BP", "482615"),
+         [("TX", "TX-P4821", FAR), ("CO", "DR.0061235", FAR)], [("TX", ("BP", "482615"), FAR)]),
+        ("James", "Okafor", "DO", "170013342", None,
+         [("TX", "TX-Q1107", LAPSED), ("CO", "DR.0070412", FAR)], []),
+        ("Rachel", "Kim", "NP", "170013343", None, [("TX", "TX-APRN-33910", FAR)], []),
+        ("Luis", "Ortega", "MD", "170013344", ("BO", "731904"),
+         [("TX", "TX-R2290", FAR), ("CO", "DR.0059981", FAR), ("AZ", "AZ-51120", FAR), ("NM", "NM-MD-2231", FAR)],
+         [("TX", ("BO", "731904"), FAR), ("CO", ("BO", "731905"), LAPSED)]),
+    ],
+    "Vitalis Telehealth": [
+        ("Sarah", "Chen", "MD", "180224451", ("BC", "615208"),
+         [("FL", "ME-141208", FAR), ("GA", "GA-077321", FAR), ("NY", "NY-301552", FAR), ("CA", "A-184220", FAR)],
+         [("FL", ("BC", "615208"), FAR)]),
+        ("Aaron", "Brooks", "MD", "180224452", None,
+         [("FL", "ME-119870", LAPSED), ("IL", "036-140022", FAR), ("WA", "MD61022310", FAR)], []),
+        ("Nina", "Alvarez", "PA", "180224453", None,
+         [("FL", "PA-9107331", FAR), ("TX", "TX-PA-12044", FAR), ("NC", "NC-PA-004417", FAR)], []),
+    ],
+}
+
+_FIRST = ["Olivia", "Liam", "Emma", "Noah", "Ava", "Elijah", "Sophia", "Mateo", "Isabella", "Lucas", "Mia",
+          "Levi", "Amelia", "Ethan", "Harper", "Jackson", "Evelyn", "Aiden", "Abigail", "Carter", "Emily",
+          "Wyatt", "Ella", "Owen", "Grace", "Caleb", "Chloe", "Isaac", "Nora", "Ryan", "Lily", "Nathan",
+          "Zoe", "Adrian", "Hannah", "Julian", "Layla", "Miles", "Aria", "Dominic", "Stella", "Xavier",
+          "Camila", "Elias", "Ruby", "Silas"]
+_LAST = ["Nguyen", "Garcia", "Johnson", "Williams", "Brown", "Martinez", "Davis", "Lopez", "Wilson", "Anderson",
+         "Thomas", "Taylor", "Moore", "Jackson", "Martin", "Lee", "Perez", "Thompson", "White", "Harris",
+         "Sanchez", "Clark", "Ramirez", "Lewis", "Robinson", "Walker", "Young", "Allen", "King", "Wright",
+         "Scott", "Torres", "Hill", "Flores", "Green", "Adams", "Nelson", "Baker", "Hall", "Rivera",
+         "Campbell", "Mitchell", "Carter", "Roberts", "Gomez", "Phillips"]
+
+# (street, city, state, zip) per state, cycled through for patients
+_ADDRESSES = {
+    "TX": [("4512 Avenue H", "Austin", "78751"), ("915 Heights Blvd", "Houston", "77008"),
+           ("2301 N Akard St", "Dallas", "75201"), ("118 Broadway St", "San Antonio", "78205")],
+    "CO": [("2790 Pearl St", "Boulder", "80302"), ("1644 Platte St", "Denver", "80202"),
+           ("330 S Tejon St", "Colorado Springs", "80903")],
+    "AZ": [("7014 E Camelback Rd", "Scottsdale", "85251"), ("44 W University Dr", "Tempe", "85281")],
+    "NM": [("1912 Central Ave SE", "Albuquerque", "87106")],
+    "OK": [("1100 N Hudson Ave", "Oklahoma City", "73103")],
+    "FL": [("1450 Ocean Dr", "Miami Beach", "33139"), ("220 E Bay St", "Jacksonville", "32202"),
+           ("501 N Orange Ave", "Orlando", "32801"), ("80 SW 8th St", "Miami", "33130")],
+    "GA": [("675 Ponce De Leon Ave NE", "Atlanta", "30308")],
+    "NY": [("245 W 17th St", "New York", "10011"), ("61 Smith St", "Brooklyn", "11201")],
+    "CA": [("1830 Sunset Blvd", "Los Angeles", "90026"), ("400 Valencia St", "San Francisco", "94103")],
+    "IL": [("1421 N Milwaukee Ave", "Chicago", "60622")],
+    "WA": [("1520 Pike Pl", "Seattle", "98101")],
+    "NC": [("310 Hillsborough St", "Raleigh", "27603")],
+}
+
+# organization -> chart prefix, states of its patients (one patient each, cycled), patient count
+PATIENT_PLAN = {
+    "Bloom Wellness Group": ("BW", ["TX", "TX", "CO", "TX", "CO", "AZ", "TX", "NM", "CO", "OK", "TX", "CO", "AZ"], 26),
+    "Vitalis Telehealth": ("VT", ["FL", "FL", "GA", "NY", "CA", "FL", "IL", "WA", "NC", "FL", "CA", "NY"], 20),
+}
+
+
+def patients_for(org_name: str):
+    """Yield the deterministic patient records of an organization."""
+    prefix, states, count = PATIENT_PLAN[org_name]
+    offset = 0 if prefix == "BW" else 23
+    per_state_seen: dict[str, int] = {}
+    for i in range(count):
+        state = states[i % len(states)]
+        n = per_state_seen.get(state, 0)
+        per_state_seen[state] = n + 1
+        street, city, zip_code = _ADDRESSES[state][n % len(_ADDRESSES[state])]
+        first = _FIRST[(i + offset) % len(_FIRST)]
+        last = _LAST[(i * 7 + offset) % len(_LAST)]
+        record = {
+            "chart_id": f"{prefix}-{1001 + i}",
+            "first_name": first,
+            "last_name": last,
+            "date_of_birth": datetime.date(1958 + (i * 3) % 40, 1 + (i * 5) % 12, 1 + (i * 11) % 28),
+            "phone": f"+1{'512' if prefix == 'BW' else '305'}555{1000 + i:04d}",
+            "email": f"{first.lower()}.{last.lower()}{i}@mail.example",
+            "address_line1": f"{100 + i * 13} {street.split(' ', 1)[1]}" if i % 2 else street,
+            "address_line2": f"Apt {i + 2}" if i % 4 == 0 else "",
+            "city": city,
+            "state": state,
+            "zip_code": zip_code,
+        }
+        # A few records that the cart's preflight must catch.
+        if i in (5, 17):
+            record["date_of_birth"] = None
+        if i in (9,):
+            record["address_line1"] = ""
+        yield record

@@ -1,0 +1,124 @@
+"""Seed the demo world. Idempotent: a second run finds every row by its natural key."""
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from catalog.models import Offering, Partner, PartnerStateLicense, Product
+from clinics.models import Clinic, DEARegistration, Membership, Organization, Patient, Prescriber, PrescriberLicense
+from fizy import demo_data as data
+from fizy.lib.identifiers import dea_from_base, npi_from_base
+
+STAFF_APPS = ["clinics", "catalog", "routing", "carts", "fulfillment"]
+
+
+class Command(BaseCommand):
+    help = "Create (or bring up to date) the demo organizations, clinics, catalog, patients and logins."
+
+    @transaction.atomic
+    def handle(self, *args, **options):
+        User = get_user_model()
+        orgs = {name: Organization.objects.get_or_create(name=name)[0] for name in data.ORGANIZATIONS}
+        logins = []
+
+        clinics = {}
+        for org_name, clinic_specs in data.ORGANIZATIONS.items():
+            for spec in clinic_specs:
+                line1, line2, city, state, zip_code = spec["address"]
+                contact, email, phone = spec["billing"]
+                clinic, _ = Clinic.objects.update_or_create(
+                    organization=orgs[org_name], name=spec["name"],
+                    defaults=dict(
+                        npi=npi_from_base(spec["npi9"]),
+                        dea_number=dea_from_base(*spec["dea"]) if spec["dea"] else "",
+                        address_line1=line1, address_line2=line2, city=city, state=state, zip_code=zip_code,
+                        billing_contact_name=contact, billing_email=email, billing_phone=phone, timezone=spec["tz"],
+                    ),
+                )
+                clinics[spec["name"]] = clinic
+                user = self._user(User, spec["login"], first_name="Coordinator", last_name=city)
+                Membership.objects.get_or_create(user=user, clinic=clinic, defaults={"role": Membership.Role.COORDINATOR})
+                logins.append((spec["login"], f"coordinator, {clinic.name}"))
+
+        username, _, clinic_names = data.MULTI_CLINIC_LOGIN
+        admin_user = self._user(User, username, first_name="Dana", last_name="Whitfield")
+        for name in clinic_names:
+            Membership.objects.update_or_create(
+                user=admin_user, clinic=clinics[name], defaults={"role": Membership.Role.CLINIC_ADMIN}
+            )
+        logins.append((username, "clinic admin of " + " and ".join(clinic_names)))
+
+        staff = self._user(User, data.STAFF_LOGIN, first_name="Pat", last_name="Ops", is_staff=True)
+        group, _ = Group.objects.get_or_create(name="Pharmacy operations")
+        group.permissions.set(Permission.objects.filter(content_type__app_label__in=STAFF_APPS))
+        staff.groups.add(group)
+        logins.append((data.STAFF_LOGIN, "pharmacy staff (admin at /admin/)"))
+
+        self._catalog()
+        self._prescribers(orgs)
+        for org_name, org in orgs.items():
+            for record in data.patients_for(org_name):
+                chart_id = record.pop("chart_id")
+                Patient.objects.update_or_create(organization=org, chart_id=chart_id, defaults=record)
+
+        self.stdout.write(self.style.SUCCESS(
+            f"Demo data ready: {Organization.objects.count()} organizations, {Clinic.objects.count()} clinics, "
+            f"{Partner.objects.count()} partners, {Product.objects.count()} products, "
+            f"{Prescriber.objects.count()} prescribers, {Patient.objects.count()} patients."
+        ))
+        self.stdout.write(f"Logins (password for all: {data.PASSWORD}):")
+        for username, role in logins:
+            self.stdout.write(f"  {username:<12} {role}")
+
+    def _user(self, User, username, **fields):
+        user, created = User.objects.update_or_create(
+            username=username, defaults={**fields, "email": f"{username}@fizy.example"}
+        )
+        if created:
+            user.set_password(data.PASSWORD)
+            user.save(update_fields=["password"])
+        return user
+
+    def _catalog(self):
+        products = {}
+        for sku, name, strength, form, unit, schedule, max_qty, needs_cd in data.PRODUCTS:
+            products[sku], _ = Product.objects.update_or_create(
+                sku=sku,
+                defaults=dict(name=name, strength=strength, dosage_form=form, unit=unit, dea_schedule=schedule,
+                              max_quantity_per_line=max_qty, requires_clinical_difference=needs_cd),
+            )
+        for spec in data.PARTNERS:
+            partner, _ = Partner.objects.update_or_create(
+                slug=spec["slug"],
+                defaults=dict(name=spec["name"], legitscript_id=spec["legitscript"], support_email=spec["email"]),
+            )
+            for state in spec["states"]:
+                PartnerStateLicense.objects.update_or_create(
+                    partner=partner, state=state,
+                    defaults={"license_number": f"{state}-PHY-{partner.pk:03d}{len(state)}", "expires_on": data.FAR},
+                )
+            for sku, (price, shipping, stock) in data.OFFERINGS[spec["slug"]].items():
+                Offering.objects.update_or_create(
+                    partner=partner, product=products[sku],
+                    defaults=dict(partner_sku=f"{spec['slug'][:3].upper()}-{sku[3:]}", unit_price=price,
+                                  shipping_fee=shipping, stock_quantity=stock),
+                )
+
+    def _prescribers(self, orgs):
+        for org_name, specs in data.PRESCRIBERS.items():
+            for first, last, creds, npi9, dea, licenses, registrations in specs:
+                prescriber, _ = Prescriber.objects.update_or_create(
+                    organization=orgs[org_name], npi=npi_from_base(npi9),
+                    defaults=dict(first_name=first, last_name=last, credentials=creds,
+                                  dea_number=dea_from_base(*dea) if dea else ""),
+                )
+                for state, number, expires_on in licenses:
+                    PrescriberLicense.objects.update_or_create(
+                        prescriber=prescriber, state=state, number=number, defaults={"expires_on": expires_on}
+                    )
+                for state, dea_base, expires_on in registrations:
+                    DEARegistration.objects.update_or_create(
+                        prescriber=prescriber, state=state, number=dea_from_base(*dea_base),
+                        defaults={"expires_on": expires_on},
+                    )

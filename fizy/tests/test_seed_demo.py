@@ -1,0 +1,55 @@
+import pytest
+from django.apps import apps
+from django.core.management import call_command
+
+from catalog.models import Offering, Partner, Product
+from clinics.models import Clinic, Membership, Organization, Patient, Prescriber, PrescriberLicense
+
+OUR_APPS = ["clinics", "catalog", "routing", "carts", "fulfillment"]
+
+
+def _counts():
+    models = [m for app in OUR_APPS for m in apps.get_app_config(app).get_models()]
+    from django.contrib.auth import get_user_model
+
+    models.append(get_user_model())
+    return {m._meta.label: m.objects.count() for m in models}
+
+
+@pytest.mark.django_db
+def test_seed_demo_twice_changes_no_row_counts(capsys):
+    call_command("seed_demo")
+    first = _counts()
+    call_command("seed_demo")
+    assert _counts() == first
+    out = capsys.readouterr().out
+    assert "austin" in out and "ops" in out and "fizy-demo-2026" in out
+
+
+@pytest.mark.django_db
+def test_seed_demo_is_a_realistic_world():
+    call_command("seed_demo")
+    assert Organization.objects.count() == 2
+    assert Clinic.objects.count() == 3
+    assert Partner.objects.count() >= 3
+    assert len({frozenset(p.state_licenses.values_list("state", flat=True)) for p in Partner.objects.all()}) >= 3
+    assert Product.objects.count() >= 12
+    assert Product.objects.exclude(dea_schedule="").exists()
+    assert Product.objects.filter(requires_clinical_difference=True).exists()
+    assert Patient.objects.count() >= 40
+    assert Patient.objects.values("state").distinct().count() >= 8
+    assert Prescriber.objects.count() >= 6
+    from django.utils import timezone
+
+    assert PrescriberLicense.objects.filter(expires_on__lt=timezone.localdate()).exists()
+    assert Offering.objects.filter(stock_quantity=0).exists()
+    assert Membership.objects.values("clinic").distinct().count() == 3
+
+
+@pytest.mark.django_db
+def test_every_seeded_row_passes_model_validation():
+    call_command("seed_demo")
+    for app in ["clinics", "catalog"]:
+        for model in apps.get_app_config(app).get_models():
+            for obj in model.objects.all():
+                obj.full_clean()
