@@ -88,6 +88,12 @@ class Clinic(PostalAddress):
     billing_email = models.EmailField(blank=True)
     billing_phone = PhoneNumberField(blank=True)
     timezone = models.CharField(max_length=40, choices=US_TIMEZONES, default="America/New_York")
+    # Billing profile: the clinic's Stripe customer and saved default card, set up once by a clinic admin.
+    stripe_customer_id = models.CharField(max_length=100, blank=True)
+    payment_method_id = models.CharField(max_length=100, blank=True)
+    card_brand = models.CharField(max_length=20, blank=True)
+    card_last4 = models.CharField(max_length=4, blank=True)
+    card_exp = models.CharField("card expiry", max_length=7, blank=True, help_text="MM/YYYY")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

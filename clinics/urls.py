@@ -4,4 +4,5 @@ from . import views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("clinic/switch", views.switch_clinic, name="switch-clinic"),
 ]

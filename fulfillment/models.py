@@ -1,3 +1,214 @@
-from django.db import models
+import uuid
+from decimal import Decimal
 
-# Create your models here.
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from catalog.models import Partner, Product
+from clinics.models import Clinic, Patient, Prescriber
+
+MONEY = {"max_digits": 12, "decimal_places": 2}
+
+
+class Order(models.Model):
+    """What a clinic submitted in one checkout: one payment, many partner orders."""
+
+    class PaymentStatus(models.TextChoices):
+        NONE = "none", "No payment"
+        AUTHORIZED = "authorized", "Authorized"
+        CAPTURED = "captured", "Captured"
+        PARTIALLY_CAPTURED = "partially_captured", "Partially captured"
+        CANCELLED = "cancelled", "Authorization cancelled"
+        FAILED = "failed", "Failed"
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="orders")
+    cart = models.OneToOneField("carts.Cart", null=True, blank=True, on_delete=models.SET_NULL, related_name="order")
+    placed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    placed_at = models.DateTimeField(db_index=True)
+    ship_to = models.JSONField(default=dict, blank=True, help_text="The clinic's NPI, DEA and address at checkout.")
+    total = models.DecimalField(**MONEY, default=Decimal("0.00"))
+    currency = models.CharField(max_length=3, default="usd")
+    payment_gateway = models.CharField(max_length=20, blank=True)
+    payment_reference = models.CharField(max_length=100, blank=True, db_index=True, help_text="PaymentIntent id")
+    payment_status = models.CharField(max_length=20, choices=PaymentStatus.choices, default=PaymentStatus.NONE)
+    amount_authorized = models.DecimalField(**MONEY, default=Decimal("0.00"))
+    amount_captured = models.DecimalField(**MONEY, default=Decimal("0.00"))
+    amount_refunded = models.DecimalField(**MONEY, default=Decimal("0.00"))
+
+    class Meta:
+        ordering = ["-placed_at", "-id"]
+
+    def __str__(self):
+        return f"Order {self.number}"
+
+    @property
+    def number(self) -> str:
+        return f"FZ-{self.pk:06d}" if self.pk else "FZ-new"
+
+
+class PartnerOrder(models.Model):
+    """The lines of one order that go to one partner pharmacy, sent in one API call."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="partner_orders")
+    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="partner_orders")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    idempotency_key = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    partner_reference = models.CharField(max_length=100, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    subtotal = models.DecimalField(**MONEY, default=Decimal("0.00"))
+    shipping_fee = models.DecimalField(**MONEY, default=Decimal("0.00"))
+
+    class Meta:
+        ordering = ["order_id", "partner__name"]
+        constraints = [models.UniqueConstraint(fields=["order", "partner"], name="partner_order_unique")]
+
+    def __str__(self):
+        return f"{self.order.number} → {self.partner.name}"
+
+
+class OrderLine(models.Model):
+    """One patient's line in a submitted order, snapshotted at checkout, with its own status."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent to pharmacy"
+        ACCEPTED = "accepted", "Accepted"
+        COMPOUNDING = "compounding", "Compounding"
+        SHIPPED = "shipped", "Shipped"
+        DELIVERED = "delivered", "Delivered"
+        REJECTED = "rejected", "Rejected"
+        ON_HOLD = "on_hold", "On hold"
+        CANCELLED = "cancelled", "Cancelled"
+        FAILED = "failed", "Failed"
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    partner_order = models.ForeignKey(PartnerOrder, on_delete=models.CASCADE, related_name="lines")
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="order_lines")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="order_lines")
+    prescriber = models.ForeignKey(Prescriber, null=True, on_delete=models.PROTECT, related_name="order_lines")
+    # Snapshots taken at checkout: what was ordered, for whom, where it ships, at what price.
+    patient_snapshot = models.JSONField(default=dict, help_text="name, date of birth, phone, ship-to address")
+    prescriber_snapshot = models.JSONField(default=dict, help_text="name, NPI, license and DEA used")
+    product_name = models.CharField(max_length=300)
+    partner_sku = models.CharField(max_length=60)
+    quantity = models.PositiveIntegerField()
+    sig = models.TextField()
+    days_supply = models.PositiveIntegerField(null=True)
+    refills = models.PositiveSmallIntegerField(default=0)
+    clinical_difference = models.TextField(blank=True)
+    unit_price = models.DecimalField(**MONEY)
+    shipping_share = models.DecimalField(**MONEY, default=Decimal("0.00"))
+    landed_cost = models.DecimalField(**MONEY)
+    routing_reason = models.CharField(max_length=300, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True)
+    status_reason = models.TextField(blank=True)
+    tracking_number = models.CharField(max_length=100, blank=True)
+    carrier = models.CharField(max_length=40, blank=True)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["order_id", "id"]
+        indexes = [models.Index(fields=["patient", "product"], name="orderline_patient_product_idx")]
+
+    def __str__(self):
+        return f"{self.order.number} line {self.pk}: {self.product_name} × {self.quantity}"
+
+
+class LineEvent(models.Model):
+    """One status change of a line (or a refused attempt at one), with who caused it."""
+
+    class Source(models.TextChoices):
+        WEBHOOK = "webhook", "Partner webhook"
+        STAFF = "staff", "Staff"
+        SYSTEM = "system", "System"
+
+    line = models.ForeignKey(OrderLine, on_delete=models.CASCADE, related_name="events")
+    from_status = models.CharField(max_length=20)
+    to_status = models.CharField(max_length=20)
+    applied = models.BooleanField(default=True, help_text="False when the transition was refused.")
+    source = models.CharField(max_length=20, choices=Source.choices)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor_label = models.CharField(max_length=150, blank=True)
+    reason = models.TextField(blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self):
+        arrow = "→" if self.applied else "↛"
+        return f"line {self.line_id}: {self.from_status} {arrow} {self.to_status} ({self.source})"
+
+
+class WebhookEvent(models.Model):
+    """Every request a partner sent to our webhook endpoint, stored before anything else."""
+
+    class Outcome(models.TextChoices):
+        RECEIVED = "received", "Received"
+        APPLIED = "applied", "Applied"
+        DUPLICATE = "duplicate", "Duplicate (already applied)"
+        IGNORED = "ignored", "Ignored (stale or refused transition)"
+        UNAUTHORIZED = "unauthorized", "Bad signature or timestamp"
+        INVALID = "invalid", "Malformed"
+        UNKNOWN_LINE = "unknown_line", "Unknown line"
+
+    partner = models.ForeignKey(Partner, null=True, blank=True, on_delete=models.SET_NULL, related_name="webhook_events")
+    partner_slug = models.CharField(max_length=60)
+    event_id = models.CharField(max_length=100, blank=True, db_index=True)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    headers = models.JSONField(default=dict, blank=True)
+    body = models.TextField(blank=True)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, default=Outcome.RECEIVED, db_index=True)
+    error = models.TextField(blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            # An event id is applied at most once per partner; duplicates are still stored, as DUPLICATE.
+            models.UniqueConstraint(
+                fields=["partner", "event_id"], condition=Q(outcome="applied"), name="webhook_event_applied_once"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.partner_slug} {self.event_id or '(no id)'} {self.outcome}"
+
+
+class PaymentEvent(models.Model):
+    """Every payment action on an order: authorized, captured, cancelled, refunded, failed."""
+
+    class Kind(models.TextChoices):
+        AUTHORIZED = "authorized", "Authorized"
+        CAPTURED = "captured", "Captured"
+        PARTIALLY_CAPTURED = "partially_captured", "Partially captured"
+        CANCELLED = "cancelled", "Authorization cancelled"
+        REFUNDED = "refunded", "Refunded"
+        FAILED = "failed", "Failed"
+
+    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.PROTECT, related_name="payment_events")
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="payment_events")
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    amount = models.DecimalField(**MONEY, default=Decimal("0.00"))
+    gateway = models.CharField(max_length=20)
+    reference = models.CharField(max_length=100, blank=True, help_text="PaymentIntent or refund id")
+    message = models.TextField(blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} ${self.amount} ({self.reference})"
