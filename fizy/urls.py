@@ -11,4 +11,6 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("clinics.urls")),
+    path("", include("carts.urls")),
+    path("", include("fulfillment.urls")),
 ]
