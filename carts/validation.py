@@ -1,0 +1,404 @@
+"""Preflight validation of a whole cart, before any card is authorized.
+
+``validate_cart`` returns a list of :class:`Problem` values, each attached to the line and the
+CartLine field it concerns (``patient``, ``product``, ``prescriber``, ``quantity``, ``sig``,
+``days_supply``, ``refills``, ``clinical_difference``; ``line_id=None, field="cart"`` for the cart
+itself). Every message says what to do. Codes are the module-level constants below; templates,
+tests and the API compare against them, never against messages.
+
+Severity: errors block checkout; warnings never do. A warning whose code is in the line's
+``acknowledged_warnings`` is still reported, with ``acknowledged=True``, so the page can show it
+quietly.
+
+Limits used (documented in docs/routing.md as well):
+
+- quantity: at least 1 and at most the product's ``max_quantity_per_line``;
+- days supply: required, 1 to 365 days (a prescription is not filled for more than a year);
+- refills: at most 11 (a year of monthly fills); Schedule II: none (federal law); Schedule III–V:
+  at most 5 (21 CFR 1306.22);
+- SIG: at least 10 characters and 3 meaningful words once placeholder phrases ("as directed",
+  "see notes", "n/a", "same as before"…) and filler words are set aside;
+- clinical difference statement: at least 20 characters when the product requires one.
+
+Queries: a fixed number whatever the cart size — the lines with patient, product and prescriber;
+the prescribers' licenses; their DEA registrations; routing (offerings, partner licenses, rules),
+unless the caller passes the decisions it already has; the patients' latest received order lines.
+Everything else is checked in memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import re
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass
+
+from django.utils import timezone
+
+from clinics.models import DEARegistration, Patient, PrescriberLicense
+from fulfillment.selectors import latest_lines_by_patient_product
+from routing.engine import RoutingDecision, route_lines
+
+ERROR = "error"
+WARNING = "warning"
+
+# Problem codes (stable; shared with templates, tests and the API).
+CART_EMPTY = "cart_empty"
+PATIENT_DOB_MISSING = "patient_dob_missing"
+ADDRESS_INCOMPLETE = "address_incomplete"
+PRODUCT_INACTIVE = "product_inactive"
+PRESCRIBER_MISSING = "prescriber_missing"
+PRESCRIBER_INACTIVE = "prescriber_inactive"
+PRESCRIBER_NOT_LICENSED_IN_STATE = "prescriber_not_licensed_in_state"
+PRESCRIBER_LICENSE_EXPIRED = "prescriber_license_expired"
+DEA_REGISTRATION_REQUIRED = "dea_registration_required"
+QUANTITY_INVALID = "quantity_invalid"
+QUANTITY_OVER_MAX = "quantity_over_max"
+SIG_MISSING = "sig_missing"
+SIG_TOO_VAGUE = "sig_too_vague"
+DAYS_SUPPLY_INVALID = "days_supply_invalid"
+REFILLS_INVALID = "refills_invalid"
+CLINICAL_DIFFERENCE_REQUIRED = "clinical_difference_required"
+NO_ELIGIBLE_PARTNER = "no_eligible_partner"
+OUT_OF_STOCK = "out_of_stock"
+DUPLICATE_THERAPY = "duplicate_therapy"
+
+MIN_DAYS_SUPPLY = 1
+MAX_DAYS_SUPPLY = 365
+MAX_REFILLS = 11
+MAX_REFILLS_SCHEDULE_III_TO_V = 5
+SIG_MIN_LENGTH = 10
+SIG_MIN_WORDS = 3
+CLINICAL_DIFFERENCE_MIN_LENGTH = 20
+SIG_EXAMPLE = "e.g. 'Inject 0.25 mg subcutaneously once weekly'"
+
+# Phrases that are not directions. Matched as whole words on the normalized SIG.
+VAGUE_SIG_PHRASES = (
+    "use as directed", "take as directed", "as directed", "ut dict", "ud",
+    "see notes", "see note", "see chart", "see instructions", "refer to notes", "per instructions",
+    "as instructed", "as discussed", "as before", "same as before", "same as last time", "same as last",
+    "per md", "per doctor", "per provider", "n/a", "na", "none", "tbd", "prn", "as needed",
+)
+# Words that carry no direction by themselves.
+SIG_FILLER_WORDS = frozenset(
+    "a an the by your my his her their of to per please patient pt md dr doctor physician provider "
+    "prescriber use take same".split()
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    line_id: int | None
+    field: str
+    code: str
+    message: str
+    severity: str  # ERROR or WARNING
+    acknowledged: bool = False
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == ERROR
+
+    @property
+    def is_warning(self) -> bool:
+        return self.severity == WARNING
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What the checks read, fetched once for the whole cart."""
+
+    today: datetime.date
+    licenses: dict[tuple[int, str], list[PrescriberLicense]]
+    dea_registrations: dict[tuple[int, str], list[DEARegistration]]
+    decisions: dict[int, RoutingDecision]
+    latest: dict[tuple[int, int], object]  # (patient, product) → OrderLine with placed_at
+
+
+def _problem(line, field: str, code: str, message: str, severity: str = ERROR) -> Problem:
+    return Problem(line_id=line.pk, field=field, code=code, message=message, severity=severity)
+
+
+def _newest(credentials) -> object | None:
+    return max(credentials, key=lambda c: c.expires_on, default=None)
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+# --- checks, one concern each; each yields the problems of one line ------------------------------
+
+
+def _check_patient(line, facts: _Facts) -> Iterator[Problem]:
+    patient = line.patient
+    if patient.date_of_birth is None:
+        yield _problem(line, "patient", PATIENT_DOB_MISSING,
+                       f"Add {patient.full_name}'s date of birth to the patient record; the pharmacy needs it to "
+                       "identify the patient.")
+    missing = patient.missing_address_fields()
+    if missing:
+        labels = [str(Patient._meta.get_field(name).verbose_name) for name in missing]
+        yield _problem(line, "patient", ADDRESS_INCOMPLETE,
+                       f"{patient.full_name}'s shipping address is missing the {', '.join(labels)}. Complete the "
+                       "patient's address so the order can ship.")
+
+
+def _check_product(line, facts: _Facts) -> Iterator[Problem]:
+    if not line.product.active:
+        yield _problem(line, "product", PRODUCT_INACTIVE,
+                       f"{line.product} is no longer offered. Remove this line or choose another product.")
+
+
+def _check_prescriber(line, facts: _Facts) -> Iterator[Problem]:
+    prescriber, product, state = line.prescriber, line.product, line.patient.state
+    if prescriber is None:
+        yield _problem(line, "prescriber", PRESCRIBER_MISSING, "Choose the prescriber for this line.")
+        return
+    if not prescriber.active:
+        yield _problem(line, "prescriber", PRESCRIBER_INACTIVE,
+                       f"{prescriber} is marked inactive. Choose an active prescriber.")
+    if not state:
+        return  # address_incomplete already asks for the state; licenses are checked once it is known
+    licenses = facts.licenses.get((prescriber.pk, state), [])
+    if not licenses:
+        yield _problem(line, "prescriber", PRESCRIBER_NOT_LICENSED_IN_STATE,
+                       f"{prescriber} has no license in {state}, where {line.patient.full_name}'s order ships. "
+                       f"Choose a prescriber licensed in {state}, or add {prescriber.last_name}'s {state} license.")
+    elif not any(lic.is_active(facts.today) for lic in licenses):
+        newest = _newest(licenses)
+        yield _problem(line, "prescriber", PRESCRIBER_LICENSE_EXPIRED,
+                       f"{prescriber}'s {state} license {newest.number} expired on {newest.expires_on:%b %d, %Y}. "
+                       f"Update the license's new expiry date or choose another prescriber licensed in {state}.")
+    if product.is_controlled:
+        registrations = facts.dea_registrations.get((prescriber.pk, state), [])
+        if not any(reg.is_active(facts.today) for reg in registrations):
+            newest = _newest(registrations)
+            why = (f"their {state} registration {newest.number} expired on {newest.expires_on:%b %d, %Y}"
+                   if newest else f"they have none in {state}")
+            yield _problem(line, "prescriber", DEA_REGISTRATION_REQUIRED,
+                           f"{product.name} is a {product.get_dea_schedule_display()} controlled substance: "
+                           f"{prescriber} needs an active DEA registration in {state}, and {why}. Add the "
+                           "registration or choose a prescriber who has one.")
+
+
+def _check_quantity(line, facts: _Facts) -> Iterator[Problem]:
+    product = line.product
+    if line.quantity is None or line.quantity < 1:
+        yield _problem(line, "quantity", QUANTITY_INVALID, f"Enter a quantity of at least 1 {product.unit}.")
+    elif line.quantity > product.max_quantity_per_line:
+        yield _problem(line, "quantity", QUANTITY_OVER_MAX,
+                       f"{line.quantity} is over the limit of {_plural(product.max_quantity_per_line, product.unit)} "
+                       f"of {product.name} per line. Reduce the quantity to {product.max_quantity_per_line} or fewer.")
+
+
+def _normalize_sig(sig: str) -> str:
+    return " ".join(re.sub(r"[^a-z0-9/]+", " ", sig.lower()).split())
+
+
+def sig_vagueness(sig: str) -> str | None:
+    """Why a SIG is not usable directions (a phrase to quote), or None when it is specific enough."""
+    normalized = _normalize_sig(sig)
+    remaining = f" {normalized} "
+    found = None
+    for phrase in VAGUE_SIG_PHRASES:
+        if f" {phrase} " in remaining:
+            found = found or phrase
+            remaining = remaining.replace(f" {phrase} ", " ")
+    content = [word for word in remaining.split() if word not in SIG_FILLER_WORDS]
+    if len(content) >= SIG_MIN_WORDS and len(sig.strip()) >= SIG_MIN_LENGTH:
+        return None
+    return f"'{found}' is not directions" if found else "they are too short"
+
+
+def _check_sig(line, facts: _Facts) -> Iterator[Problem]:
+    if not line.sig.strip():
+        yield _problem(line, "sig", SIG_MISSING, f"Add directions (SIG), {SIG_EXAMPLE}.")
+        return
+    why = sig_vagueness(line.sig)
+    if why:
+        yield _problem(line, "sig", SIG_TOO_VAGUE,
+                       f"The directions are too vague for the pharmacy ({why}). Write the dose, route and "
+                       f"frequency, {SIG_EXAMPLE}.")
+
+
+def _check_days_supply(line, facts: _Facts) -> Iterator[Problem]:
+    days = line.days_supply
+    if days is None or not MIN_DAYS_SUPPLY <= days <= MAX_DAYS_SUPPLY:
+        told = "is missing" if days is None else f"of {days} is not valid"
+        yield _problem(line, "days_supply", DAYS_SUPPLY_INVALID,
+                       f"The days supply {told}. Enter how many days this fill lasts, from {MIN_DAYS_SUPPLY} "
+                       f"to {MAX_DAYS_SUPPLY}.")
+
+
+def _max_refills(product) -> int:
+    if product.dea_schedule == product.Schedule.II:
+        return 0
+    if product.is_controlled:
+        return MAX_REFILLS_SCHEDULE_III_TO_V
+    return MAX_REFILLS
+
+
+def _check_refills(line, facts: _Facts) -> Iterator[Problem]:
+    limit = _max_refills(line.product)
+    if line.refills > limit:
+        if limit == 0:
+            rule = f"{line.product.name} is Schedule II and cannot be refilled. Set refills to 0 and write a new prescription for each fill."
+        elif line.product.is_controlled:
+            rule = (f"{line.product.name} is {line.product.get_dea_schedule_display()}: at most {limit} refills. "
+                    f"Set refills to {limit} or fewer.")
+        else:
+            rule = f"At most {limit} refills are allowed. Set refills to {limit} or fewer."
+        yield _problem(line, "refills", REFILLS_INVALID, f"{_plural(line.refills, 'refill')} requested. {rule}")
+
+
+def _check_clinical_difference(line, facts: _Facts) -> Iterator[Problem]:
+    if line.product.requires_clinical_difference and len(line.clinical_difference.strip()) < CLINICAL_DIFFERENCE_MIN_LENGTH:
+        yield _problem(line, "clinical_difference", CLINICAL_DIFFERENCE_REQUIRED,
+                       f"{line.product.name} needs the prescriber's clinical difference statement: explain why "
+                       f"{line.patient.full_name} needs the compounded form rather than the commercial product "
+                       f"(at least {CLINICAL_DIFFERENCE_MIN_LENGTH} characters).")
+
+
+def _check_routing(line, facts: _Facts) -> Iterator[Problem]:
+    decision = facts.decisions.get(line.pk)
+    if decision is None or decision.routed or not line.patient.state:
+        return  # no state: address_incomplete asks for it
+    product, state = line.product, line.patient.state
+    if decision.available_stock is not None:
+        available = decision.available_stock
+        if available:
+            yield _problem(line, "quantity", OUT_OF_STOCK,
+                           f"Only {_plural(available, product.unit)} of {product.name} are in stock at pharmacies "
+                           f"that ship to {state}. Reduce the quantity to {available} or fewer, or order the rest later.")
+        else:
+            yield _problem(line, "quantity", OUT_OF_STOCK,
+                           f"{product.name} is out of stock at every pharmacy that ships to {state}. Remove this "
+                           "line or order it later.")
+        return
+    why = "; ".join(decision.ineligible) or f"no partner pharmacy carries {product}"
+    yield _problem(line, "product", NO_ELIGIBLE_PARTNER,
+                   f"No partner pharmacy can fill this line: {why}. Choose another product, or ask Fizy "
+                   f"operations to add a pharmacy that ships {product.name} to {state}.")
+
+
+def _check_duplicate_therapy(line, facts: _Facts) -> Iterator[Problem]:
+    previous = facts.latest.get((line.patient_id, line.product_id))
+    if previous is None or not previous.days_supply:
+        return
+    received_on = timezone.localdate(previous.placed_at)
+    remaining = (received_on + datetime.timedelta(days=previous.days_supply) - facts.today).days
+    if remaining > 0:
+        yield _problem(line, "product", DUPLICATE_THERAPY,
+                       f"{line.patient.full_name} was sent {line.product.name} on {received_on:%b %d, %Y} for "
+                       f"{previous.days_supply} days; {_plural(remaining, 'day')} of that supply remain. Remove "
+                       "this line, or acknowledge the warning if the early refill is intended.",
+                       severity=WARNING)
+
+
+CHECKS = (
+    _check_patient,
+    _check_product,
+    _check_prescriber,
+    _check_quantity,
+    _check_sig,
+    _check_days_supply,
+    _check_refills,
+    _check_clinical_difference,
+    _check_routing,
+    _check_duplicate_therapy,
+)
+
+
+def _fetch_facts(lines: list, *, cart, today: datetime.date, decisions) -> _Facts:
+    prescriber_ids = {line.prescriber_id for line in lines if line.prescriber_id}
+    licenses, registrations = defaultdict(list), defaultdict(list)
+    if prescriber_ids:
+        for lic in PrescriberLicense.objects.filter(prescriber_id__in=prescriber_ids):
+            licenses[(lic.prescriber_id, lic.state)].append(lic)
+    controlled = {line.prescriber_id for line in lines if line.prescriber_id and line.product.is_controlled}
+    if controlled:
+        for reg in DEARegistration.objects.filter(prescriber_id__in=controlled):
+            registrations[(reg.prescriber_id, reg.state)].append(reg)
+    if decisions is None:
+        decisions = route_lines(lines, clinic=cart.clinic, today=today)
+    return _Facts(
+        today=today,
+        licenses=licenses,
+        dea_registrations=registrations,
+        decisions=decisions,
+        latest=latest_lines_by_patient_product(patient_ids={line.patient_id for line in lines}),
+    )
+
+
+def _with_acknowledgement(problem: Problem, line) -> Problem:
+    if problem.is_warning and problem.code in (line.acknowledged_warnings or []):
+        return dataclasses.replace(problem, acknowledged=True)
+    return problem
+
+
+def validate_cart(
+    cart, *, today: datetime.date | None = None, decisions: dict[int, RoutingDecision] | None = None
+) -> list[Problem]:
+    """Every problem of the cart, in line order. ``decisions``: the result of ``route_cart`` when the
+    caller already routed the cart (saves the routing queries); otherwise the cart is routed here."""
+    today = today or timezone.localdate()
+    lines = list(cart.lines.select_related("patient", "product", "prescriber"))
+    if not lines:
+        return [Problem(None, "cart", CART_EMPTY, "The cart is empty. Add a line for each patient to order for.", ERROR)]
+    facts = _fetch_facts(lines, cart=cart, today=today, decisions=decisions)
+    return [_with_acknowledgement(problem, line) for line in lines for check in CHECKS for problem in check(line, facts)]
+
+
+def problems_by_line(problems: Iterable[Problem]) -> dict[int | None, list[Problem]]:
+    """Problems grouped by line id (``None``: the cart's own), each group in reported order."""
+    grouped: dict[int | None, list[Problem]] = defaultdict(list)
+    for problem in problems:
+        grouped[problem.line_id].append(problem)
+    return dict(grouped)
+
+
+def problems_by_field(problems: Iterable[Problem]) -> dict[str, list[Problem]]:
+    """One line's problems grouped by field, for rendering each beside its input."""
+    grouped: dict[str, list[Problem]] = defaultdict(list)
+    for problem in problems:
+        grouped[problem.field].append(problem)
+    return dict(grouped)
+
+
+def has_blocking_errors(
+    problems: Iterable[Problem], *, acknowledged: Collection[tuple[int | None, str]] = (), warnings_block: bool = False
+) -> bool:
+    """Whether checkout must stay disabled.
+
+    Errors always block. Warnings do not — unless ``warnings_block=True`` (a stricter policy the
+    cart page may choose), in which case a warning blocks until it is acknowledged, either on its
+    line (``Problem.acknowledged``) or in ``acknowledged``: ``(line_id, code)`` pairs the user just
+    acknowledged and that are not saved yet."""
+    for problem in problems:
+        if problem.is_error:
+            return True
+        if warnings_block and not (problem.acknowledged or (problem.line_id, problem.code) in acknowledged):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class ProblemCounts:
+    errors: int
+    warnings: int
+    acknowledged_warnings: int
+    lines_with_errors: int
+
+
+def count_problems(problems: Iterable[Problem]) -> ProblemCounts:
+    """The summary counts the cart page shows above the lines."""
+    problems = list(problems)
+    return ProblemCounts(
+        errors=sum(p.is_error for p in problems),
+        warnings=sum(p.is_warning and not p.acknowledged for p in problems),
+        acknowledged_warnings=sum(p.is_warning and p.acknowledged for p in problems),
+        lines_with_errors=len({p.line_id for p in problems if p.is_error}),
+    )
