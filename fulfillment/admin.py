@@ -1,3 +1,189 @@
-from django.contrib import admin
+"""Pharmacy operations: orders with their lines, each line's history, what partners sent us,
+payments, and the two actions staff need — retry a failed dispatch, set a line's status."""
 
-# Register your models here.
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
+
+from .models import LineEvent, Order, OrderLine, PartnerOrder, PaymentEvent, WebhookEvent
+from .services import DispatchError, line_set_status_by_staff, partner_order_retry_dispatch
+from .status import LineStatusError, allowed_targets
+
+
+def _all_fields(model) -> list[str]:
+    return [f.name for f in model._meta.fields]
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """View-only: rows are written by the system, never by hand."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class PartnerOrderInline(ReadOnlyInline):
+    model = PartnerOrder
+    fields = ["partner", "status", "partner_reference", "attempts", "last_error", "sent_at", "next_attempt_at"]
+    readonly_fields = fields
+    show_change_link = True
+
+
+class OrderLineInline(ReadOnlyInline):
+    model = OrderLine
+    fk_name = "order"
+    fields = ["patient", "product_name", "quantity", "partner_order", "status", "status_reason", "tracking_number", "landed_cost"]
+    readonly_fields = fields
+    show_change_link = True
+
+
+class LineEventInline(ReadOnlyInline):
+    model = LineEvent
+    fields = ["at", "from_status", "to_status", "applied", "source", "actor", "actor_label", "reason", "payload"]
+    readonly_fields = fields
+    ordering = ["at", "id"]
+
+
+@admin.register(Order)
+class OrderAdmin(admin.ModelAdmin):
+    list_display = ["number", "clinic", "placed_at", "placed_by", "total", "payment_status", "settlement_requested_at"]
+    list_filter = ["payment_status", "clinic"]
+    list_select_related = ["clinic__organization", "placed_by"]
+    search_fields = ["=id", "payment_reference", "clinic__name"]
+    date_hierarchy = "placed_at"
+    readonly_fields = _all_fields(Order)
+    inlines = [PartnerOrderInline, OrderLineInline]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(PartnerOrder)
+class PartnerOrderAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "partner", "status", "attempts", "partner_reference", "last_error", "sent_at"]
+    list_filter = ["status", "partner"]
+    list_select_related = ["order", "partner"]
+    search_fields = ["=order__id", "partner_reference"]
+    readonly_fields = _all_fields(PartnerOrder) + ["idempotency_key"]
+    actions = ["retry_dispatch"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Retry dispatch of the selected failed partner orders", permissions=["change"])
+    def retry_dispatch(self, request, queryset):
+        retried = 0
+        for partner_order in queryset.order_by("pk"):
+            try:
+                partner_order_retry_dispatch(partner_order=partner_order, actor=request.user)
+                retried += 1
+            except DispatchError as error:
+                self.message_user(request, str(error), messages.ERROR)
+        if retried:
+            self.message_user(request, f"{retried} partner order(s) queued for dispatch again.", messages.SUCCESS)
+
+
+class SetLineStatusForm(forms.Form):
+    to = forms.ChoiceField(label="New status")
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), help_text="Recorded on each line's history.")
+
+    def __init__(self, *args, choices, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["to"].choices = choices
+
+
+@admin.register(OrderLine)
+class OrderLineAdmin(admin.ModelAdmin):
+    list_display = ["id", "order_link", "patient", "product_name", "quantity", "partner", "status", "status_changed_at"]
+    list_filter = ["status", "partner_order__partner"]
+    list_select_related = ["order", "patient", "partner_order__partner"]
+    search_fields = ["=id", "=order__id", "patient__last_name", "patient__chart_id", "tracking_number"]
+    readonly_fields = _all_fields(OrderLine)
+    inlines = [LineEventInline]
+    actions = ["set_line_status"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="order", ordering="order_id")
+    def order_link(self, line):
+        return format_html('<a href="{}">{}</a>', reverse("admin:fulfillment_order_change", args=[line.order_id]), line.order.number)
+
+    @admin.display(description="partner")
+    def partner(self, line):
+        return line.partner_order.partner.name
+
+    @admin.action(description="Set line status…", permissions=["change"])
+    def set_line_status(self, request, queryset):
+        lines = list(queryset.select_related("order", "patient").order_by("pk"))
+        common = set.intersection(*(set(allowed_targets(line.status)) for line in lines)) if lines else set()
+        choices = [(value, label) for value, label in OrderLine.Status.choices if value in common]
+        if not choices:
+            self.message_user(request, "No status change is allowed from every selected line's current status.", messages.ERROR)
+            return None
+        form = SetLineStatusForm(request.POST if "apply" in request.POST else None, choices=choices)
+        if form.is_valid():
+            done = 0
+            for line in lines:
+                try:
+                    line_set_status_by_staff(line=line, to=form.cleaned_data["to"], actor=request.user, reason=form.cleaned_data["reason"])
+                    done += 1
+                except LineStatusError as error:
+                    self.message_user(request, f"Line {line.pk}: {error}", messages.ERROR)
+            if done:
+                self.message_user(request, f"{done} line(s) set to {form.cleaned_data['to']}.", messages.SUCCESS)
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Set line status",
+            "opts": self.model._meta,
+            "lines": lines,
+            "form": form,
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "fulfillment/admin/set_line_status.html", context)
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(ReadOnlyAdmin):
+    list_display = ["received_at", "partner_slug", "event_id", "outcome", "error"]
+    list_filter = ["outcome", "partner_slug"]
+    search_fields = ["event_id", "body"]
+    readonly_fields = _all_fields(WebhookEvent)
+
+
+@admin.register(PaymentEvent)
+class PaymentEventAdmin(ReadOnlyAdmin):
+    list_display = ["at", "order", "clinic", "kind", "amount", "gateway", "reference"]
+    list_filter = ["kind", "gateway"]
+    list_select_related = ["order", "clinic"]
+    search_fields = ["reference", "=order__id"]
+    readonly_fields = _all_fields(PaymentEvent)

@@ -35,6 +35,9 @@ class Order(models.Model):
     amount_authorized = models.DecimalField(**MONEY, default=Decimal("0.00"))
     amount_captured = models.DecimalField(**MONEY, default=Decimal("0.00"))
     amount_refunded = models.DecimalField(**MONEY, default=Decimal("0.00"))
+    settlement_requested_at = models.DateTimeField(
+        null=True, blank=True, help_text="When every line had its partner's final answer and payment settlement was queued."
+    )
 
     class Meta:
         ordering = ["-placed_at", "-id"]
@@ -212,3 +215,24 @@ class PaymentEvent(models.Model):
 
     def __str__(self):
         return f"{self.get_kind_display()} ${self.amount} ({self.reference})"
+
+
+class SandboxPartnerOrder(models.Model):
+    """An order received by the built-in sandbox partner pharmacy (demo and tests only): what a
+    real partner would keep on its side, so a repeated Idempotency-Key gets the same answer."""
+
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="+")
+    idempotency_key = models.CharField(max_length=100)
+    reference = models.CharField(max_length=40, blank=True)
+    payload = models.JSONField(default=dict)
+    steps_played = models.PositiveSmallIntegerField(default=0)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["partner", "idempotency_key"], name="sandbox_order_idempotency_key_unique")
+        ]
+
+    def __str__(self):
+        return f"sandbox {self.partner_id} {self.reference}"

@@ -1,5 +1,14 @@
 from django.urls import path
 
+from . import apis, views
+
 app_name = "fulfillment"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("orders/", views.orders, name="orders"),
+    path("orders/attention", views.attention, name="attention"),
+    path("orders/<int:pk>", views.order, name="order"),
+    path("orders/<int:pk>/lines/<int:line_pk>", views.line, name="line"),
+    path("api/partners/<slug:slug>/events", apis.PartnerEventsApi.as_view(), name="partner-events"),
+    path("sandbox/partners/<slug:slug>/orders", apis.SandboxPartnerOrdersApi.as_view(), name="sandbox-orders"),
+]

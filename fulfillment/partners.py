@@ -1,0 +1,228 @@
+"""Partner pharmacy clients: the order payload we send and the HTTP client that sends it.
+
+The protocol is written down in ``docs/partner-api.md``. Errors are typed so dispatch can tell a
+partner that is down (retry later) from one that refuses the order (retrying will not help).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import requests
+from django.conf import settings
+
+from catalog.models import Partner
+
+from .models import OrderLine, PartnerOrder
+
+PROTOCOL_VERSION = "2025-01"
+USER_AGENT = "Fizy-Dispatch/1"
+
+
+class PartnerError(Exception):
+    """The partner did not take the order. ``reason`` is readable by pharmacy staff."""
+
+    transient = False
+
+    def __init__(self, reason: str, *, status_code: int | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.status_code = status_code
+
+
+class PartnerUnavailable(PartnerError):
+    """Timeout, connection error, 5xx or 429, or an unreadable answer: try again later."""
+
+    transient = True
+
+
+class PartnerRejected(PartnerError):
+    """A 4xx answer: the partner refuses this request as sent; retrying it unchanged will not help."""
+
+
+@dataclass(frozen=True)
+class PartnerLineAnswer:
+    line_id: int
+    status: str  # "accepted" | "rejected" | "received"
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class PartnerOrderAnswer:
+    reference: str
+    lines: list[PartnerLineAnswer] = field(default_factory=list)
+
+
+# --- payload -----------------------------------------------------------------------------------
+
+
+def _first(mapping: dict, *keys, default=""):
+    for key in keys:
+        value = mapping.get(key)
+        if value not in (None, ""):
+            return value
+    return default
+
+
+def _address(snapshot: dict, fallback) -> dict:
+    """An address from a snapshot: nested under ``address`` or flat (``line1``…), else the live record."""
+    nested = snapshot.get("address") if isinstance(snapshot.get("address"), dict) else snapshot
+    if _first(nested, "line1", "address_line1"):
+        return {
+            "line1": _first(nested, "line1", "address_line1"),
+            "line2": _first(nested, "line2", "address_line2"),
+            "city": _first(nested, "city"),
+            "state": _first(nested, "state"),
+            "zip": _first(nested, "zip", "zip_code"),
+        }
+    return fallback.address_snapshot()
+
+
+def _patient(line: OrderLine) -> dict:
+    snap, live = line.patient_snapshot or {}, line.patient
+    dob = _first(snap, "date_of_birth", "dob", default=live.date_of_birth.isoformat() if live.date_of_birth else "")
+    return {
+        "id": live.pk,
+        "chart_id": _first(snap, "chart_id", default=live.chart_id),
+        "first_name": _first(snap, "first_name", default=live.first_name),
+        "last_name": _first(snap, "last_name", default=live.last_name),
+        "date_of_birth": str(dob),
+        "phone": str(_first(snap, "phone", default=str(live.phone or ""))),
+        "address": _address(snap, live),
+    }
+
+
+def _prescriber(line: OrderLine) -> dict:
+    snap, live = line.prescriber_snapshot or {}, line.prescriber
+    license_ = snap.get("license") if isinstance(snap.get("license"), dict) else {}
+    return {
+        "name": _first(snap, "name", default=str(live) if live else ""),
+        "npi": _first(snap, "npi", default=live.npi if live else ""),
+        "license_state": _first(license_, "state", default=_first(snap, "license_state")),
+        "license_number": _first(license_, "number", default=_first(snap, "license_number")),
+        "dea_number": _first(snap, "dea", "dea_number", default=live.dea_number if live else ""),
+    }
+
+
+def build_order_payload(partner_order: PartnerOrder, lines: list[OrderLine]) -> dict:
+    """The JSON body of ``POST {api_base_url}/orders`` for these lines of ``partner_order``.
+
+    Reads the snapshots taken at checkout (``Order.ship_to``, ``OrderLine.patient_snapshot``,
+    ``prescriber_snapshot``, product name, SKU, SIG…); the live records only fill keys a
+    snapshot lacks. ``lines`` should come with ``patient``, ``prescriber`` and ``product``
+    selected."""
+    order = partner_order.order
+    clinic = order.clinic
+    ship_to = order.ship_to or {}
+    return {
+        "protocol": PROTOCOL_VERSION,
+        "order_id": partner_order.pk,
+        "fizy_order_number": order.number,
+        "placed_at": order.placed_at.isoformat(),
+        "clinic": {
+            "name": _first(ship_to, "name", "clinic_name", default=clinic.name),
+            "npi": _first(ship_to, "npi", default=clinic.npi),
+            "dea_number": _first(ship_to, "dea", "dea_number", default=clinic.dea_number),
+        },
+        "ship_to": _address(ship_to, clinic),
+        "lines": [
+            {
+                "line_id": line.pk,
+                "patient": _patient(line),
+                "product": {
+                    "name": line.product_name,
+                    "fizy_sku": line.product.sku,
+                    "partner_sku": line.partner_sku,
+                    "dea_schedule": line.product.dea_schedule,
+                },
+                "quantity": line.quantity,
+                "sig": line.sig,
+                "days_supply": line.days_supply,
+                "refills": line.refills,
+                "clinical_difference": line.clinical_difference,
+                "prescriber": _prescriber(line),
+            }
+            for line in lines
+        ],
+    }
+
+
+# --- client ------------------------------------------------------------------------------------
+
+
+def _timeouts() -> tuple[float, float]:
+    return (
+        float(getattr(settings, "PARTNER_CONNECT_TIMEOUT", 5)),
+        float(getattr(settings, "PARTNER_READ_TIMEOUT", 20)),
+    )
+
+
+def _error_text(response: requests.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text[:300].strip()
+    if isinstance(data, dict):
+        return str(data.get("error") or data.get("detail") or data.get("message") or data)[:300]
+    return str(data)[:300]
+
+
+class PartnerClient:
+    """Talks to one partner's order API with ``requests``: Bearer key, Idempotency-Key, timeouts."""
+
+    def __init__(self, partner: Partner, *, session: requests.Session | None = None):
+        self.partner = partner
+        self.session = session or requests.Session()
+
+    @property
+    def orders_url(self) -> str:
+        return self.partner.api_base_url.rstrip("/") + "/orders"
+
+    def send_order(self, payload: dict, *, idempotency_key: str) -> PartnerOrderAnswer:
+        """POST the order. Raises :class:`PartnerUnavailable` (retry) or :class:`PartnerRejected`."""
+        name = self.partner.name
+        if not self.partner.api_base_url:
+            raise PartnerRejected(f"{name} has no order API URL configured.")
+        headers = {
+            "Authorization": f"Bearer {self.partner.api_key}",
+            "Idempotency-Key": str(idempotency_key),
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+        }
+        try:
+            response = self.session.post(self.orders_url, json=payload, headers=headers, timeout=_timeouts())
+        except requests.Timeout:
+            raise PartnerUnavailable(f"{name} did not answer in time.") from None
+        except requests.ConnectionError:
+            raise PartnerUnavailable(f"Could not connect to {name}.") from None
+        except requests.RequestException as exc:
+            raise PartnerUnavailable(f"Request to {name} failed: {exc.__class__.__name__}.") from None
+
+        status = response.status_code
+        if status >= 500 or status == 429:
+            raise PartnerUnavailable(
+                f"{name} answered {status}: {_error_text(response) or response.reason}", status_code=status
+            )
+        if status >= 400:
+            raise PartnerRejected(
+                f"{name} refused the order ({status}): {_error_text(response) or response.reason}", status_code=status
+            )
+        return self._answer(response)
+
+    def _answer(self, response: requests.Response) -> PartnerOrderAnswer:
+        name = self.partner.name
+        try:
+            data = response.json()
+        except ValueError:
+            raise PartnerUnavailable(f"{name} answered {response.status_code} with a body that is not JSON.") from None
+        reference = data.get("reference") if isinstance(data, dict) else None
+        if not isinstance(reference, str) or not reference.strip():
+            raise PartnerUnavailable(f"{name} answered {response.status_code} without an order reference.")
+        answers = []
+        for item in data.get("lines") or []:
+            if not isinstance(item, dict):
+                continue
+            line_id, status = item.get("line_id"), item.get("status")
+            if isinstance(line_id, int) and status in ("accepted", "rejected", "received"):
+                answers.append(PartnerLineAnswer(line_id=line_id, status=status, reason=str(item.get("reason") or "")))
+        return PartnerOrderAnswer(reference=reference.strip()[:100], lines=answers)

@@ -1,0 +1,213 @@
+"""A sandbox partner pharmacy inside the project, for the demo and the tests.
+
+It speaks the partner protocol of ``docs/partner-api.md`` from the partner's side:
+
+- ``POST /sandbox/partners/<slug>/orders`` takes our order (checks ``Authorization: Bearer
+  <partner.api_key>`` and ``Idempotency-Key``; a repeated key returns the same reference).
+- Over the following minutes it sends signed webhooks (real HTTP through ``requests``) to
+  ``SANDBOX_WEBHOOK_BASE_URL`` + ``/api/partners/<slug>/events``, one step at a time, each step a
+  django-q2 scheduled task (the demo's ``qcluster`` runs them).
+
+The progression of a line is deterministic, by its line id:
+
+==================  =====================================================================
+line id             steps (at ``SANDBOX_STEP_DELAYS`` seconds after the order arrived)
+==================  =====================================================================
+multiple of 7       rejected, with a reason (never charged)
+multiple of 11      on_hold (awaiting a prescriber callback) → compounding → shipped → delivered
+any other           accepted → compounding → shipped (tracking number, carrier) → delivered
+==================  =====================================================================
+
+Tests call :func:`sandbox_play_all` to play every step at once.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+from datetime import timedelta
+
+import requests
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from catalog.models import Partner
+
+from .models import OrderLine, SandboxPartnerOrder
+from .webhooks import webhook_headers
+
+log = logging.getLogger(__name__)
+
+LS = OrderLine.Status
+STEP_TASK = "fulfillment.tasks.sandbox_play_step"
+STEP_COUNT = 4
+DEFAULT_STEP_DELAYS = (15, 45, 90, 150)  # seconds after the order arrives, one per step
+STEP_RETRY_SECONDS = 15
+STEP_MAX_TRIES = 5
+REJECT_REASONS = (
+    "Prescriber's state license could not be verified with the board.",
+    "SIG is ambiguous: dose and frequency do not match the product strength.",
+    "Patient's date of birth does not match the prescription on file.",
+)
+HOLD_REASON = "On hold: awaiting a callback from the prescriber to confirm the dose."
+CARRIERS = ("UPS", "FedEx", "USPS")
+
+
+def sandbox_enabled() -> bool:
+    return bool(getattr(settings, "SANDBOX_PARTNERS", settings.DEBUG))
+
+
+def sandbox_webhook_base_url() -> str:
+    configured = getattr(settings, "SANDBOX_WEBHOOK_BASE_URL", "") or os.environ.get("SANDBOX_WEBHOOK_BASE_URL", "")
+    return (configured or "http://127.0.0.1:8000").rstrip("/")
+
+
+def sandbox_step_delays() -> tuple[int, ...]:
+    return tuple(getattr(settings, "SANDBOX_STEP_DELAYS", DEFAULT_STEP_DELAYS))
+
+
+# --- the partner's side of the order API -------------------------------------------------------
+
+
+def _order_problem(data) -> str:
+    if not isinstance(data, dict):
+        return "The order must be a JSON object."
+    lines = data.get("lines")
+    if not isinstance(lines, list) or not lines:
+        return "The order has no lines."
+    if not all(isinstance(line, dict) and isinstance(line.get("line_id"), int) for line in lines):
+        return "Every line needs an integer line_id."
+    return ""
+
+
+def sandbox_receive_order(*, slug: str, headers, body: bytes) -> tuple[int, dict]:
+    """Take one order POST as the sandbox partner ``slug`` would. Returns (status code, JSON)."""
+    partner = Partner.objects.filter(slug=slug).first() if sandbox_enabled() else None
+    if partner is None:
+        return 404, {"error": "No such sandbox partner."}
+    given = headers.get("Authorization", "")
+    if not partner.api_key or not hmac.compare_digest(given.encode(), f"Bearer {partner.api_key}".encode()):
+        return 401, {"error": "Invalid API key."}
+    key = headers.get("Idempotency-Key", "").strip()
+    if not key or len(key) > 100:
+        return 400, {"error": "An Idempotency-Key header is required."}
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return 400, {"error": "The body is not valid JSON."}
+    problem = _order_problem(data)
+    if problem:
+        return 422, {"error": problem}
+
+    existing = SandboxPartnerOrder.objects.filter(partner=partner, idempotency_key=key).first()
+    if existing is not None:
+        return 200, _order_answer(existing)
+    try:
+        with transaction.atomic():
+            order = SandboxPartnerOrder.objects.create(partner=partner, idempotency_key=key, payload=data)
+            order.reference = f"SBX-{slug[:6].upper()}-{order.pk:06d}"
+            order.save(update_fields=["reference"])
+            transaction.on_commit(lambda: _schedule_steps(order.pk))
+    except IntegrityError:  # the same key, concurrently
+        return 200, _order_answer(SandboxPartnerOrder.objects.get(partner=partner, idempotency_key=key))
+    return 201, _order_answer(order)
+
+
+def _order_answer(order: SandboxPartnerOrder) -> dict:
+    return {
+        "reference": order.reference,
+        "lines": [{"line_id": line["line_id"], "status": "received"} for line in order.payload.get("lines", [])],
+    }
+
+
+def _schedule_steps(sandbox_order_id: int) -> None:
+    from django_q.models import Schedule
+    from django_q.tasks import schedule
+
+    now = timezone.now()
+    for step, delay in zip(range(STEP_COUNT), sandbox_step_delays()):
+        schedule(
+            STEP_TASK, sandbox_order_id, step, schedule_type=Schedule.ONCE, repeats=-1,
+            next_run=now + timedelta(seconds=delay), name=f"sandbox order {sandbox_order_id} step {step + 1}",
+        )
+
+
+# --- the progression ---------------------------------------------------------------------------
+
+
+def sandbox_line_events(*, line_id: int, reference: str) -> list[dict | None]:
+    """What the sandbox reports for a line at each step (None: nothing at that step)."""
+    if line_id % 7 == 0:
+        return [{"status": LS.REJECTED, "reason": REJECT_REASONS[line_id % len(REJECT_REASONS)]}, None, None, None]
+    carrier = CARRIERS[line_id % len(CARRIERS)]
+    shipped = {"status": LS.SHIPPED, "tracking_number": f"SBX{reference[-6:]}{line_id:08d}", "carrier": carrier}
+    first = {"status": LS.ON_HOLD, "reason": HOLD_REASON} if line_id % 11 == 0 else {"status": LS.ACCEPTED}
+    return [first, {"status": LS.COMPOUNDING}, shipped, {"status": LS.DELIVERED}]
+
+
+def _events(order: SandboxPartnerOrder, step: int) -> list[dict]:
+    events = []
+    for line in order.payload.get("lines", []):
+        plan = sandbox_line_events(line_id=line["line_id"], reference=order.reference)
+        event = plan[step] if step < len(plan) else None
+        if event is not None:
+            events.append({
+                "event_id": f"{order.reference}-{line['line_id']}-{event['status']}",
+                "occurred_at": timezone.now().isoformat(),
+                "line_id": line["line_id"],
+                "reason": "",
+                "tracking_number": "",
+                "carrier": "",
+                **event,
+            })
+    return events
+
+
+def sandbox_send_event(*, partner: Partner, event: dict) -> int | None:
+    """POST one signed event to our webhook endpoint; the HTTP status, or None if unreachable."""
+    body = json.dumps(event).encode()
+    url = sandbox_webhook_base_url() + reverse("fulfillment:partner-events", kwargs={"slug": partner.slug})
+    try:
+        response = requests.post(url, data=body, headers=webhook_headers(secret=partner.webhook_secret, body=body), timeout=(5, 20))
+    except requests.RequestException as exc:
+        log.warning("sandbox %s: could not deliver %s: %s", partner.slug, event["event_id"], exc)
+        return None
+    if response.status_code >= 300:
+        log.warning("sandbox %s: %s answered %s: %s", partner.slug, event["event_id"], response.status_code, response.text[:200])
+    return response.status_code
+
+
+def sandbox_play_step(*, sandbox_order_id: int, step: int, attempt: int = 1) -> int:
+    """Send the webhooks of one step. Safe to run twice (event ids are stable, so our endpoint
+    acknowledges a repeat without applying it). Events our endpoint could not take yet (409, 5xx,
+    unreachable) are tried again a little later, up to ``STEP_MAX_TRIES``. Returns how many
+    events were delivered."""
+    order = SandboxPartnerOrder.objects.select_related("partner").filter(pk=sandbox_order_id).first()
+    if order is None:
+        return 0
+    delivered, retry = 0, False
+    for event in _events(order, step):
+        status = sandbox_send_event(partner=order.partner, event=event)
+        if status is not None and status < 300:
+            delivered += 1
+        elif status is None or status == 409 or status >= 500:
+            retry = True
+    SandboxPartnerOrder.objects.filter(pk=order.pk, steps_played__lt=step + 1).update(steps_played=step + 1)
+    if retry and attempt < STEP_MAX_TRIES:
+        from django_q.models import Schedule
+        from django_q.tasks import schedule
+
+        schedule(
+            STEP_TASK, order.pk, step, attempt + 1, schedule_type=Schedule.ONCE, repeats=-1,
+            next_run=timezone.now() + timedelta(seconds=STEP_RETRY_SECONDS),
+        )
+    return delivered
+
+
+def sandbox_play_all(*, sandbox_order_id: int) -> int:
+    """Play every step now, in order (tests, or a demo in a hurry)."""
+    return sum(sandbox_play_step(sandbox_order_id=sandbox_order_id, step=step) for step in range(STEP_COUNT))

@@ -1,0 +1,35 @@
+"""django-q2 tasks of fulfillment. Each takes ids, re-reads, calls one service, and is safe to run twice."""
+
+from .services import partner_order_dispatch
+
+
+def dispatch_partner_order(partner_order_id: int) -> str:
+    """Send one partner order to its pharmacy (claimed: a second run, or a second worker, skips)."""
+    return partner_order_dispatch(partner_order_id=partner_order_id)
+
+
+def settle_order_payment(order_id: int):
+    """Every line has its partner's final answer: capture the accepted lines, or cancel the
+    authorization when none was accepted (``fulfillment.payments``, imported here so a missing or
+    broken payments module never blocks dispatch or webhooks)."""
+    from .payments import order_settle_payment
+
+    return order_settle_payment(order_id=order_id)
+
+
+def sandbox_play_step(sandbox_order_id: int, step: int, attempt: int = 1) -> int:
+    """The sandbox partner pharmacy sends the webhooks of one step of its progression."""
+    from .sandbox import sandbox_play_step as play
+
+    return play(sandbox_order_id=sandbox_order_id, step=step, attempt=attempt)
+
+
+def refund_order_line(line_id: int, actor_id: int | None = None):
+    """A line was cancelled: give back its landed cost if it had been captured (payments decides)."""
+    from django.contrib.auth import get_user_model
+
+    from .models import OrderLine
+    from .payments import order_line_refund
+
+    actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
+    return order_line_refund(line=OrderLine.objects.get(pk=line_id), actor=actor)

@@ -1,0 +1,76 @@
+import json
+import re
+import sys
+import types
+
+import pytest
+import responses as responses_lib
+from django.test import Client
+from django.utils import timezone
+
+from fulfillment.webhooks import webhook_headers
+
+FIZY = "http://fizy.test"
+
+
+@pytest.fixture
+def rsps():
+    """Fake partners with ``responses``: nothing leaves the machine."""
+    with responses_lib.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+def route_to_django(rsps):
+    """Send every ``requests`` call to http://fizy.test/... into this Django project (the sandbox
+    partner's order API and our webhook endpoint), through the real HTTP client code."""
+    client = Client()
+
+    def handle(request):
+        path = request.url[len(FIZY):]
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("content-length", "content-type", "host")}
+        response = client.generic(
+            request.method, path, data=request.body or b"", content_type=request.headers.get("Content-Type", ""),
+            headers=headers,
+        )
+        return response.status_code, {"Content-Type": response.get("Content-Type", "")}, response.content
+
+    rsps.add_callback(responses_lib.POST, re.compile(re.escape(FIZY) + r"/.*"), callback=handle)
+    return FIZY
+
+
+@pytest.fixture
+def settle_calls(monkeypatch):
+    """Observe payment settlement without depending on the gateway: records order ids."""
+    calls = []
+    try:
+        import fulfillment.payments as payments
+    except ImportError:  # the payments module is not there yet
+        payments = types.ModuleType("fulfillment.payments")
+        monkeypatch.setitem(sys.modules, "fulfillment.payments", payments)
+    monkeypatch.setattr(payments, "order_settle_payment", lambda *, order_id: calls.append(order_id), raising=False)
+    return calls
+
+
+def event_body(line, status, *, event_id=None, **fields) -> dict:
+    body = {
+        "event_id": event_id or f"evt-{line.pk}-{status}",
+        "occurred_at": timezone.now().isoformat(),
+        "line_id": line.pk,
+        "status": status,
+    }
+    if status in ("rejected", "on_hold", "cancelled"):
+        body["reason"] = f"{status} for a test"
+    if status == "shipped":
+        body.update(tracking_number="1ZTEST0001", carrier="UPS")
+    body.update(fields)
+    return body
+
+
+def post_event(client, partner, body, *, timestamp=None, secret=None, raw: bytes | None = None, signature=None):
+    data = raw if raw is not None else json.dumps(body).encode()
+    headers = webhook_headers(secret=secret or partner.webhook_secret, body=data, timestamp=timestamp)
+    if signature is not None:
+        headers["X-Fizy-Signature"] = signature
+    headers.pop("Content-Type")
+    return client.post(f"/api/partners/{partner.slug}/events", data=data, content_type="application/json", headers=headers)
