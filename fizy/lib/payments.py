@@ -174,6 +174,11 @@ def _get(obj, *path, default=None):
     return default if obj is None else obj
 
 
+def _plain(obj) -> dict:
+    """A Stripe response as plain dicts and lists (StripeObject is no longer a Mapping)."""
+    return obj.to_dict() if hasattr(obj, "to_dict") else obj
+
+
 class StripeGateway:
     """Stripe PaymentIntents with manual capture, confirmed off-session with a saved card."""
 
@@ -203,6 +208,7 @@ class StripeGateway:
 
     @staticmethod
     def _state(pi) -> PaymentState:
+        pi = _plain(pi)
         return PaymentState(
             reference=pi["id"],
             status=pi["status"],
@@ -232,7 +238,7 @@ class StripeGateway:
 
     def attach_result(self, *, setup_intent_id: str) -> CardDetails:
         try:
-            si = self.client.v1.setup_intents.retrieve(setup_intent_id, params={"expand": ["payment_method"]})
+            si = _plain(self.client.v1.setup_intents.retrieve(setup_intent_id, params={"expand": ["payment_method"]}))
         except self._stripe.StripeError as exc:
             raise self._error(exc, "read the saved card") from exc
         if si["status"] != SUCCEEDED:
@@ -269,7 +275,9 @@ class StripeGateway:
             "metadata": {k: str(v) for k, v in (metadata or {}).items()},
         }
         try:
-            pi = self.client.v1.payment_intents.create(params=params, options={"idempotency_key": idempotency_key})
+            pi = _plain(
+                self.client.v1.payment_intents.create(params=params, options={"idempotency_key": idempotency_key})
+            )
         except stripe.CardError as exc:
             error = _get(exc.json_body, "error", default={})
             code = exc.code or _get(error, "code", default="")
