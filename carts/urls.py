@@ -1,5 +1,21 @@
 from django.urls import path
 
+from . import views
+
 app_name = "carts"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("cart/", views.cart, name="cart"),
+    path("cart/patients", views.patient_results, name="patient-results"),
+    path("cart/products", views.product_results, name="product-results"),
+    path("cart/add-panel", views.add_panel, name="add-panel"),
+    path("cart/patients/new", views.patient_new, name="patient-new"),
+    path("cart/lines", views.line_add, name="line-add"),
+    path("cart/lines/<int:pk>", views.line_row, name="line"),
+    path("cart/lines/<int:pk>/save", views.line_save, name="line-save"),
+    path("cart/lines/<int:pk>/remove", views.line_remove, name="line-remove"),
+    path("cart/refills", views.refills, name="refills"),
+    path("cart/import", views.import_csv, name="import"),
+    path("cart/import/confirm", views.import_confirm, name="import-confirm"),
+    path("cart/import/sample.csv", views.import_sample, name="import-sample"),
+]

@@ -1,0 +1,181 @@
+"""CSV import of a refill list: parse → preview (every row ok or with its errors) → add the good
+rows. Parsing resolves patients, products and prescribers in a fixed number of queries."""
+
+import csv
+import io
+from dataclasses import dataclass, field
+
+from django.db.models import Q
+from django.db.models.functions import Lower
+
+from catalog.models import Product
+from clinics.models import Clinic, Patient, Prescriber
+
+from .services import LineInput
+
+MAX_ROWS = 1000
+
+# Accepted header spellings, lower-cased, for each column.
+COLUMNS = {
+    "chart_id": {"chart_id", "chart id", "chart", "mrn", "patient chart id"},
+    "product": {"product", "product sku", "sku", "product name", "product sku or name"},
+    "quantity": {"quantity", "qty"},
+    "sig": {"sig", "directions"},
+    "prescriber_npi": {"prescriber_npi", "prescriber npi", "npi", "prescriber"},
+    "days_supply": {"days_supply", "days supply", "days"},
+}
+REQUIRED = ["chart_id", "product", "quantity", "sig", "prescriber_npi", "days_supply"]
+SAMPLE_HEADER = ["chart_id", "product", "quantity", "sig", "prescriber_npi", "days_supply"]
+
+
+class ImportFileError(Exception):
+    """The file as a whole cannot be read; the message says how to fix it."""
+
+
+@dataclass
+class ImportRow:
+    number: int  # the row's line number in the file, as a spreadsheet shows it
+    raw: dict
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    patient: Patient | None = None
+    product: Product | None = None
+    prescriber: Prescriber | None = None
+    quantity: int | None = None
+    days_supply: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def as_line_input(self) -> LineInput:
+        return LineInput(patient=self.patient, product=self.product, prescriber=self.prescriber,
+                         quantity=self.quantity, sig=self.raw["sig"], days_supply=self.days_supply)
+
+
+def _header_map(fieldnames) -> dict[str, str]:
+    mapping = {}
+    for name in fieldnames or []:
+        key = (name or "").strip().lower()
+        for column, spellings in COLUMNS.items():
+            if key in spellings and column not in mapping:
+                mapping[column] = name
+    missing = [c for c in REQUIRED if c not in mapping]
+    if missing:
+        raise ImportFileError(
+            f"The file has no column for: {', '.join(missing)}. The first row must name the columns "
+            f"{', '.join(SAMPLE_HEADER)} (download the sample to see the layout)."
+        )
+    return mapping
+
+
+def _positive_int(text: str, what: str, row: ImportRow, *, maximum: int | None = None) -> int | None:
+    text = (text or "").strip()
+    if not text:
+        row.errors.append(f"{what} is empty.")
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        row.errors.append(f"{what} '{text}' is not a whole number.")
+        return None
+    if value < 1:
+        row.errors.append(f"{what} must be at least 1 (got {value}).")
+        return None
+    if maximum is not None and value > maximum:
+        row.errors.append(f"{what} {value} is more than {maximum}.")
+        return None
+    return value
+
+
+def parse_refill_csv(*, clinic: Clinic, text: str) -> list[ImportRow]:
+    reader = csv.DictReader(io.StringIO(text))
+    mapping = _header_map(reader.fieldnames)
+    rows = []
+    for i, record in enumerate(reader, start=2):
+        if i - 1 > MAX_ROWS:
+            raise ImportFileError(f"The file has more than {MAX_ROWS} rows; split it into smaller lists.")
+        raw = {column: (record.get(source) or "").strip() for column, source in mapping.items()}
+        if not any(raw.values()):
+            continue  # a blank line
+        rows.append(ImportRow(number=i, raw=raw))
+    if not rows:
+        raise ImportFileError("The file has a header row but no refill rows.")
+
+    org_id = clinic.organization_id
+    # Chart ids are matched case-insensitively, as coordinators type them by hand.
+    patients = {p.chart_id.lower(): p for p in Patient.objects.annotate(chart_lower=Lower("chart_id")).filter(
+        organization_id=org_id, chart_lower__in={r.raw["chart_id"].lower() for r in rows})}
+    prescribers = {p.npi: p for p in Prescriber.objects.filter(
+        organization_id=org_id, npi__in={r.raw["prescriber_npi"] for r in rows})}
+    products_by_sku, products_by_name = {}, {}
+    names = {r.raw["product"].lower() for r in rows}
+    product_q = Q(sku__in={r.raw["product"] for r in rows}) | Q(offerings__partner_sku__in={r.raw["product"] for r in rows})
+    for name in names:
+        product_q |= Q(name__iexact=name)
+    for product in Product.objects.filter(product_q, active=True).prefetch_related("offerings").distinct():
+        products_by_sku[product.sku.lower()] = product
+        for offering in product.offerings.all():
+            products_by_sku.setdefault(offering.partner_sku.lower(), product)
+        products_by_name.setdefault(product.name.lower(), []).append(product)
+
+    seen: dict[tuple[int, int], int] = {}
+    for row in rows:
+        raw = row.raw
+        row.patient = patients.get(raw["chart_id"].lower())
+        if not raw["chart_id"]:
+            row.errors.append("Chart ID is empty.")
+        elif row.patient is None:
+            row.errors.append(f"No patient with chart ID {raw['chart_id']} in your organization; "
+                              f"add the patient first or correct the chart ID.")
+        key = raw["product"].lower()
+        row.product = products_by_sku.get(key)
+        if row.product is None:
+            matches = products_by_name.get(key, [])
+            if len(matches) == 1:
+                row.product = matches[0]
+            elif len(matches) > 1:
+                row.errors.append(f"'{raw['product']}' matches {len(matches)} products "
+                                  f"({', '.join(p.sku for p in matches)}); use the SKU instead.")
+            elif not raw["product"]:
+                row.errors.append("Product is empty.")
+            else:
+                row.errors.append(f"Unknown product '{raw['product']}'; use a Fizy SKU (e.g. FZ-SEMA-25) "
+                                  f"or the exact product name.")
+        row.quantity = _positive_int(raw["quantity"], "Quantity", row)
+        if row.quantity and row.product and row.quantity > row.product.max_quantity_per_line:
+            row.errors.append(f"Quantity {row.quantity} is over the maximum of {row.product.max_quantity_per_line} "
+                              f"{row.product.unit}s per line for {row.product.name}.")
+        row.days_supply = _positive_int(raw["days_supply"], "Days supply", row, maximum=365)
+        if not raw["sig"]:
+            row.errors.append("SIG (directions) is empty.")
+        row.prescriber = prescribers.get(raw["prescriber_npi"])
+        if not raw["prescriber_npi"]:
+            row.errors.append("Prescriber NPI is empty.")
+        elif row.prescriber is None:
+            row.errors.append(f"No prescriber with NPI {raw['prescriber_npi']} in your organization.")
+        if row.ok:
+            pair = (row.patient.pk, row.product.pk)
+            if pair in seen:
+                row.notes.append(f"Same patient and product as row {seen[pair]}: the quantities will be merged.")
+            else:
+                seen[pair] = row.number
+    return rows
+
+
+def sample_csv(*, clinic: Clinic) -> str:
+    """A sample file built from the clinic's own patients, prescribers and real SKUs."""
+    patients = list(Patient.objects.filter(organization_id=clinic.organization_id).order_by("chart_id")[:3])
+    prescriber = Prescriber.objects.filter(organization_id=clinic.organization_id, active=True).first()
+    products = list(Product.objects.filter(active=True, dea_schedule="").order_by("sku")[:3])
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(SAMPLE_HEADER)
+    examples = [
+        ("1", "Inject 0.25 mg subcutaneously once weekly for 4 weeks", "28"),
+        ("2", "Inject 0.5 mL subcutaneously twice weekly", "30"),
+        ("1", "Apply 1 g to inner forearm once daily at bedtime", "30"),
+    ]
+    for patient, product, (qty, sig, days) in zip(patients, products, examples):
+        writer.writerow([patient.chart_id, product.sku, qty, sig, prescriber.npi if prescriber else "", days])
+    return out.getvalue()

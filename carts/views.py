@@ -1,0 +1,284 @@
+"""Coordinator cart pages. Thin: parse, call a service or selector, render a page or partial."""
+
+from django.contrib import messages
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from catalog.models import Product
+from clinics.models import Patient
+from django_htmx.http import reswap, retarget
+
+from clinics.patients import PatientError, patient_create, patient_search
+from clinics.tenancy import clinic_required
+
+from . import selectors
+from .forms import CartLineForm, CsvUploadForm, PatientQuickForm
+from .imports import ImportFileError, parse_refill_csv, sample_csv
+from .models import CartLine
+from .services import CartError, LineInput, cart_add_lines, cart_get_active, cart_remove_line, cart_update_line
+
+TEMPLATE = "carts/cart.html"
+IMPORT_SESSION_KEY = "cart_import_csv"
+
+
+def _cart_context(request, **extra) -> dict:
+    cart = extra.pop("cart", None) or cart_get_active(clinic=request.clinic)
+    lines = list(selectors.cart_lines(cart=cart))
+    return {
+        "nav": "cart",
+        "cart": cart,
+        "groups": selectors.group_by_patient(lines),
+        "counts": {"lines": len(lines), "patients": len({l.patient_id for l in lines}),
+                   "units": sum(l.quantity for l in lines)},
+        **extra,
+    }
+
+
+def _owned_patient(request, patient_id) -> Patient | None:
+    if not patient_id:
+        return None
+    return get_object_or_404(Patient, pk=patient_id, organization_id=request.clinic.organization_id)
+
+
+def _add_panel_context(request, *, patient=None, product=None, form=None, data=None) -> dict:
+    initial = {}
+    if patient is not None:
+        prescriber = selectors.last_prescriber_for(patient=patient)
+        initial["prescriber"] = prescriber.pk if prescriber else None
+    if form is None:
+        form = CartLineForm(data=data, clinic=request.clinic, initial={"quantity": 1, "refills": 0, **initial})
+    return {"chosen_patient": patient, "chosen_product": product, "add_form": form}
+
+
+@clinic_required
+@require_GET
+def cart(request):
+    return render(request, TEMPLATE, {**_cart_context(request), **_add_panel_context(request),
+                                      "patient_form": PatientQuickForm(clinic=request.clinic)})
+
+
+@clinic_required
+@require_GET
+def patient_results(request):
+    patients = patient_search(clinic=request.clinic, query=request.GET.get("q", ""))
+    return render(request, f"{TEMPLATE}#patient-results", {"patients": patients, "q": request.GET.get("q", "")})
+
+
+@clinic_required
+@require_GET
+def product_results(request):
+    products = selectors.product_search(query=request.GET.get("q", ""))
+    return render(request, f"{TEMPLATE}#product-results", {"products": products, "q": request.GET.get("q", "")})
+
+
+@clinic_required
+@require_GET
+def add_panel(request):
+    """Re-render the add-line panel after a patient or product was chosen."""
+    clear = request.GET.getlist("clear")
+    patient_id = request.GET.get("choose_patient") or request.GET.get("patient")
+    product_id = request.GET.get("choose_product") or request.GET.get("product")
+    patient = None if "patient" in clear else _owned_patient(request, patient_id)
+    product = None if "product" in clear or not product_id else get_object_or_404(Product, pk=product_id, active=True)
+    return render(request, f"{TEMPLATE}#add-line", _add_panel_context(request, patient=patient, product=product))
+
+
+@clinic_required
+@require_POST
+def patient_new(request):
+    form = PatientQuickForm(request.POST, clinic=request.clinic)
+    error = None
+    if form.is_valid():
+        try:
+            patient = patient_create(clinic=request.clinic, actor=request.user, **form.cleaned_data)
+        except PatientError as exc:
+            error = str(exc)
+    if error or not form.is_valid():
+        response = render(request, f"{TEMPLATE}#new-patient",
+                          {"patient_form": form, "show_patient_form": True, "patient_error": error})
+        return reswap(retarget(response, "#new-patient"), "outerHTML")
+    return render(request, f"{TEMPLATE}#add-line", {
+        **_add_panel_context(request, patient=patient),
+        "patient_form": PatientQuickForm(clinic=request.clinic), "oob_new_patient": True,
+        "flash": [f"Patient {patient.full_name} ({patient.chart_id}) created. Now choose a product."],
+    })
+
+
+@clinic_required
+@require_POST
+def line_add(request):
+    patient = _owned_patient(request, request.POST.get("patient"))
+    product_id = request.POST.get("product")
+    product = get_object_or_404(Product, pk=product_id, active=True) if product_id else None
+    form = CartLineForm(request.POST, clinic=request.clinic)
+    problems = []
+    if patient is None:
+        problems.append("Choose a patient first: search by name, chart ID or date of birth.")
+    if product is None:
+        problems.append("Choose a product: search by name or SKU.")
+    if problems or not form.is_valid():
+        context = _add_panel_context(request, patient=patient, product=product, form=form)
+        return render(request, f"{TEMPLATE}#add-line", {**context, "add_problems": problems})
+    try:
+        result = cart_add_lines(
+            clinic=request.clinic, actor=request.user,
+            items=[LineInput(patient=patient, product=product, **form.changes())],
+        )
+    except CartError as exc:
+        context = _add_panel_context(request, patient=patient, product=product, form=form)
+        return render(request, f"{TEMPLATE}#add-line", {**context, "add_problems": [str(exc)]})
+    # Keep the patient chosen: the next line is often another product for the same patient.
+    return render(request, f"{TEMPLATE}#after-add", {
+        **_cart_context(request), **_add_panel_context(request, patient=patient), "flash": result.messages(),
+    })
+
+
+def _owned_line(request, pk) -> CartLine:
+    return get_object_or_404(
+        CartLine.objects.select_related("cart__clinic", "patient", "product", "prescriber"),
+        pk=pk, cart__clinic=request.clinic,
+    )
+
+
+@clinic_required
+@require_GET
+def line_row(request, pk):
+    line = _owned_line(request, pk)
+    if request.GET.get("edit"):
+        form = CartLineForm(instance=line, clinic=request.clinic)
+        return render(request, f"{TEMPLATE}#line-edit", {"line": line, "form": form})
+    return render(request, f"{TEMPLATE}#line-row", {"line": line})
+
+
+@clinic_required
+@require_POST
+def line_save(request, pk):
+    line = _owned_line(request, pk)
+    form = CartLineForm(request.POST, instance=CartLine.objects.get(pk=line.pk), clinic=request.clinic)
+    if not form.is_valid():
+        return render(request, f"{TEMPLATE}#line-edit", {"line": line, "form": form})
+    try:
+        line = cart_update_line(line=line, actor=request.user, **form.changes())
+    except CartError as exc:
+        return render(request, f"{TEMPLATE}#line-edit", {"line": line, "form": form, "line_problem": str(exc)})
+    line = _owned_line(request, pk)
+    return render(request, f"{TEMPLATE}#line-saved", {**_cart_context(request), "line": line})
+
+
+@clinic_required
+@require_POST
+def line_remove(request, pk):
+    line = _owned_line(request, pk)
+    try:
+        cart_remove_line(line=line, actor=request.user)
+    except CartError as exc:
+        return render(request, f"{TEMPLATE}#cart-messages", {"flash_error": [str(exc)]})
+    return render(request, f"{TEMPLATE}#after-remove", {
+        **_cart_context(request), "removed": line,
+        "flash": [f"Removed {line.product.name} for {line.patient.full_name}."],
+    })
+
+
+# --- Refills due -------------------------------------------------------------------------
+
+REFILL_WINDOWS = [3, 7, 14, 30]
+
+
+@clinic_required
+def refills(request):
+    cart = cart_get_active(clinic=request.clinic)
+    if request.method == "POST":
+        return _refills_add(request, cart)
+    try:
+        days = int(request.GET.get("days", 7))
+    except ValueError:
+        days = 7
+    days = max(0, min(days, 90))
+    due = selectors.refills_due(clinic=request.clinic, within_days=days, cart=cart)
+    return render(request, "carts/refills.html", {"nav": "refills", "due": due, "days": days,
+                                                 "windows": REFILL_WINDOWS})
+
+
+def _refills_add(request, cart):
+    wanted = set(request.POST.getlist("item"))
+    days = int(request.POST.get("days") or 90) if (request.POST.get("days") or "").isdigit() else 90
+    due = {d.key: d for d in selectors.refills_due(clinic=request.clinic, within_days=max(days, 0), cart=cart)}
+    chosen = [due[key] for key in wanted if key in due]
+    if not chosen:
+        messages.warning(request, "Select at least one patient to add to the cart.")
+        return redirect(f"{request.path}?days={days}")
+    items = [
+        LineInput(patient=d.patient, product=d.product, prescriber=d.last_line.prescriber,
+                  quantity=d.last_line.quantity, sig=d.last_line.sig, days_supply=d.last_line.days_supply,
+                  clinical_difference=d.last_line.clinical_difference)
+        for d in sorted(chosen, key=lambda d: d.key)
+    ]
+    try:
+        result = cart_add_lines(clinic=request.clinic, items=items, actor=request.user, action="refill")
+    except CartError as exc:
+        messages.error(request, str(exc))
+        return redirect(f"{request.path}?days={days}")
+    for text in result.messages():
+        messages.success(request, text)
+    return redirect("carts:cart")
+
+
+# --- CSV import ----------------------------------------------------------------------------
+
+@clinic_required
+def import_csv(request):
+    context = {"nav": "import", "form": CsvUploadForm()}
+    if request.method == "POST":
+        form = CsvUploadForm(request.POST, request.FILES)
+        context["form"] = form
+        if form.is_valid():
+            text = form.cleaned_data["file"]
+            try:
+                rows = parse_refill_csv(clinic=request.clinic, text=text)
+            except ImportFileError as exc:
+                form.add_error("file", str(exc))
+            else:
+                request.session[IMPORT_SESSION_KEY] = text
+                context["rows"] = rows
+                context["good"] = sum(1 for r in rows if r.ok)
+    return render(request, "carts/import.html", context)
+
+
+@clinic_required
+@require_POST
+def import_confirm(request):
+    text = request.session.get(IMPORT_SESSION_KEY)
+    if not text:
+        messages.error(request, "There is no uploaded file to add; upload the CSV again.")
+        return redirect("carts:import")
+    try:
+        rows = parse_refill_csv(clinic=request.clinic, text=text)  # re-checked: the data may have changed
+    except ImportFileError as exc:
+        messages.error(request, str(exc))
+        return redirect("carts:import")
+    good = [r for r in rows if r.ok]
+    bad = [r for r in rows if not r.ok]
+    if good:
+        try:
+            result = cart_add_lines(clinic=request.clinic, actor=request.user, action="import",
+                                    items=[r.as_line_input() for r in good])
+        except CartError as exc:
+            messages.error(request, str(exc))
+            return redirect("carts:import")
+        for text_ in result.messages():
+            messages.success(request, text_)
+    del request.session[IMPORT_SESSION_KEY]
+    if bad:
+        return render(request, "carts/import.html", {
+            "nav": "import", "form": CsvUploadForm(), "rows": bad, "after_confirm": True, "added": len(good),
+        })
+    return redirect("carts:cart")
+
+
+@clinic_required
+@require_GET
+def import_sample(request):
+    response = HttpResponse(sample_csv(clinic=request.clinic), content_type="text/csv")
+    response["Content-Disposition"] = 'attachment; filename="fizy-refill-list-sample.csv"'
+    return response
