@@ -29,3 +29,128 @@ def latest_lines_by_patient_product(*, patient_ids=None, clinic=None) -> dict[tu
         .select_related("patient", "product", "prescriber")
     )
     return {(line.patient_id, line.product_id): line for line in lines}
+
+
+# --- coordinator pages -------------------------------------------------------------------------
+
+from datetime import timedelta  # noqa: E402
+
+from django.db.models import Count, Q  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from .models import LineEvent, Order  # noqa: E402
+from .status import NEEDS_ATTENTION, TERMINAL  # noqa: E402
+
+S = OrderLine.Status
+STATUS_TONE = {
+    S.DELIVERED: "ok", S.SHIPPED: "ok", S.ACCEPTED: "ok", S.COMPOUNDING: "ok",
+    S.REJECTED: "error", S.FAILED: "error", S.ON_HOLD: "warning", S.CANCELLED: "",
+}
+TRACKING_URLS = {
+    "ups": "https://www.ups.com/track?tracknum={}",
+    "fedex": "https://www.fedex.com/fedextrack/?trknbr={}",
+    "usps": "https://tools.usps.com/go/TrackConfirmAction?tLabels={}",
+    "dhl": "https://www.dhl.com/us-en/home/tracking.html?tracking-id={}",
+}
+ATTENTION_DAYS = 30
+
+
+def tracking_url(carrier: str, number: str) -> str:
+    template = TRACKING_URLS.get((carrier or "").strip().lower())
+    return template.format(number) if template and number else ""
+
+
+def status_summary(counts: dict[str, int]) -> list[dict]:
+    """[{status, label, count, tone}] for the statuses present, in state-machine order."""
+    return [
+        {"status": value, "label": label, "count": counts[value], "tone": STATUS_TONE.get(value, "")}
+        for value, label in S.choices
+        if counts.get(value)
+    ]
+
+
+def orders_for_clinic(*, clinic):
+    """The clinic's orders, newest first, each with ``n_lines`` and a count per status. One query."""
+    per_status = {f"n_{value}": Count("lines", filter=Q(lines__status=value)) for value in S.values}
+    return (
+        Order.objects.filter(clinic=clinic)
+        .select_related("placed_by")
+        .annotate(n_lines=Count("lines"), **per_status)
+        .order_by("-placed_at", "-id")
+    )
+
+
+def orders_with_summary(orders) -> list:
+    """Evaluate ``orders`` (from :func:`orders_for_clinic`) and attach ``status_summary``."""
+    orders = list(orders)
+    for order in orders:
+        order.status_summary = status_summary({value: getattr(order, f"n_{value}") for value in S.values})
+    return orders
+
+
+def order_for_clinic(*, clinic, pk: int) -> Order | None:
+    return Order.objects.filter(clinic=clinic, pk=pk).select_related("placed_by").first()
+
+
+def order_status_counts(*, order: Order) -> dict[str, int]:
+    return dict(order.lines.order_by().values_list("status").annotate(n=Count("id")))
+
+
+def order_is_settled_for_status(counts: dict[str, int]) -> bool:
+    """True when no line of the order can still change by itself (the page may stop polling)."""
+    return all(status in TERMINAL for status, n in counts.items() if n)
+
+
+def _with_last_event(lines):
+    last = LineEvent.objects.filter(line=OuterRef("pk")).order_by("-at", "-id")
+    return lines.annotate(
+        last_event_to=Subquery(last.values("to_status")[:1]),
+        last_event_at=Subquery(last.values("at")[:1]),
+        last_event_applied=Subquery(last.values("applied")[:1]),
+        last_event_source=Subquery(last.values("source")[:1]),
+    )
+
+
+def _decorate(lines) -> list[OrderLine]:
+    lines = list(lines)
+    for line in lines:
+        line.tracking_url = tracking_url(line.carrier, line.tracking_number)
+        line.tone = STATUS_TONE.get(line.status, "")
+    return lines
+
+
+def order_lines(*, order: Order, status: str = "", search: str = "") -> list[OrderLine]:
+    """The order's lines for the order page, each with patient, product, partner, last event and
+    tracking link; filtered by status and a patient search (name words or chart id). One query."""
+    lines = order.lines.select_related("patient", "product", "partner_order__partner")
+    if status:
+        lines = lines.filter(status=status)
+    for word in search.split()[:5]:
+        lines = lines.filter(
+            Q(patient__first_name__icontains=word) | Q(patient__last_name__icontains=word) | Q(patient__chart_id__iexact=word)
+        )
+    return _decorate(_with_last_event(lines).order_by("patient__last_name", "patient__first_name", "id"))
+
+
+def line_for_clinic(*, clinic, order_pk: int, line_pk: int) -> OrderLine | None:
+    return (
+        OrderLine.objects.filter(pk=line_pk, order_id=order_pk, order__clinic=clinic)
+        .select_related("order", "patient", "product", "partner_order__partner")
+        .first()
+    )
+
+
+def line_events(*, line: OrderLine):
+    return line.events.select_related("actor").order_by("-at", "-id")
+
+
+def attention_lines(*, clinic, days: int = ATTENTION_DAYS) -> list[OrderLine]:
+    """Rejected, on-hold and failed lines of the clinic's orders of the last ``days`` days, most
+    recently changed first. One query."""
+    since = timezone.now() - timedelta(days=days)
+    lines = (
+        OrderLine.objects.filter(order__clinic=clinic, status__in=NEEDS_ATTENTION, order__placed_at__gte=since)
+        .select_related("order", "patient", "product", "partner_order__partner")
+        .order_by("-status_changed_at", "-id")
+    )
+    return _decorate(lines)
