@@ -81,8 +81,9 @@ def split_evenly(amount: Decimal, parts: int) -> list[Decimal]:
 class RoutingDecision:
     """Where one line goes, what it costs, and why.
 
-    ``reason`` is one human-readable sentence (stored on the order line at checkout);
-    ``skipped_rules`` and ``ineligible`` are the details behind it, one string each.
+    ``reason`` is one human-readable sentence with its details (stored on the order line at
+    checkout); ``headline`` is its first part alone ("rule 'X'", "cheapest eligible: …");
+    ``skipped_rules`` and ``ineligible`` are the details, one string each.
     ``available_stock`` is set only when stock alone prevented routing: the most units any
     otherwise-eligible partner has."""
 
@@ -97,6 +98,7 @@ class RoutingDecision:
     ineligible: list[str] = field(default_factory=list)
     skipped_rules: list[str] = field(default_factory=list)
     available_stock: int | None = None
+    headline: str = ""
     patient_id: int | None = None
     state: str = ""
     quantity: int = 0
@@ -107,8 +109,8 @@ class RoutingDecision:
 
     @property
     def reason_lines(self) -> list[str]:
-        """The reason followed by every detail, one per line (the admin's test-a-route page)."""
-        return [self.reason, *self.skipped_rules, *self.ineligible]
+        """The headline followed by every detail, one per line (the admin's test-a-route page)."""
+        return [self.headline or self.reason, *self.skipped_rules, *self.ineligible]
 
 
 class PartnerSubtotal(NamedTuple):
@@ -241,15 +243,16 @@ def _comparable_cost(offering: Offering, quantity: int) -> Decimal:
 
 
 def _decide(need: _Need, world: _World) -> RoutingDecision:
-    def decision(partner=None, offering=None, rule=None, reason="", **extra) -> RoutingDecision:
+    def decision(partner=None, offering=None, rule=None, *, headline, reason=None, **extra) -> RoutingDecision:
         return RoutingDecision(
             line_id=need.line_id, partner=partner, offering=offering, rule=rule,
             unit_price=offering.unit_price if offering else None, shipping_share=ZERO, landed_cost=None,
-            reason=reason, patient_id=need.patient_id, state=need.state, quantity=need.quantity, **extra,
+            reason=reason or headline, headline=headline,
+            patient_id=need.patient_id, state=need.state, quantity=need.quantity, **extra,
         )
 
     if not need.state:
-        return decision(reason="cannot route: the patient's ship-to state is missing")
+        return decision(headline="cannot route: the patient's ship-to state is missing")
 
     carried = {o.partner_id: o for o in world.offerings.get(need.product.pk, [])}
     checks = {pid: _check(o.partner, o, need, world) for pid, o in carried.items()}
@@ -266,10 +269,12 @@ def _decide(need: _Need, world: _World) -> RoutingDecision:
             continue
         check = checks.get(rule.partner_id) or _check(rule.partner, None, need, world)
         if check.eligible:
-            reason = f"rule '{rule.name}'"
-            if skipped:
-                reason += " (after " + "; ".join(skipped) + ")"
-            return decision(rule.partner, check.offering, rule, reason, ineligible=ineligible, skipped_rules=skipped)
+            headline = f"rule '{rule.name}'"
+            return decision(
+                rule.partner, check.offering, rule, headline=headline,
+                reason=f"{headline} (after " + "; ".join(skipped) + ")" if skipped else headline,
+                ineligible=ineligible, skipped_rules=skipped,
+            )
         skipped.append(f"rule '{rule.name}' skipped: " + "; ".join(check.problems))
 
     eligible = sorted(
@@ -280,22 +285,26 @@ def _decide(need: _Need, world: _World) -> RoutingDecision:
         best, others = eligible[0], eligible[1:]
         best_text = f"{best.partner.name} {format_money(_comparable_cost(best, need.quantity))}"
         if others:
-            reason = f"cheapest eligible: {best_text} vs " + ", ".join(
+            headline = f"cheapest eligible: {best_text} vs " + ", ".join(
                 f"{o.partner.name} {format_money(_comparable_cost(o, need.quantity))}" for o in others
             )
         else:
-            reason = f"only eligible partner: {best_text}"
-        if skipped:
-            reason += " (" + "; ".join(skipped) + ")"
-        return decision(best.partner, best, None, reason, ineligible=ineligible, skipped_rules=skipped)
+            headline = f"only eligible partner: {best_text}"
+        return decision(
+            best.partner, best, None, headline=headline,
+            reason=f"{headline} (" + "; ".join(skipped) + ")" if skipped else headline,
+            ineligible=ineligible, skipped_rules=skipped,
+        )
 
     if not carried:
-        reason = f"no eligible partner: no partner carries {need.product}"
+        headline = f"no eligible partner: no partner carries {need.product}"
+        reason = headline
     else:
-        reason = f"no eligible partner for {need.quantity} × {need.product.name} to {need.state}: " + "; ".join(ineligible)
+        headline = f"no eligible partner for {need.quantity} × {need.product.name} to {need.state}"
+        reason = f"{headline}: " + "; ".join(ineligible)
     stock_limited = [c.offering.stock_quantity for c in checks.values() if c.only_stock]
     return decision(
-        reason=reason, ineligible=ineligible, skipped_rules=skipped,
+        headline=headline, reason=reason, ineligible=ineligible, skipped_rules=skipped,
         available_stock=max(stock_limited) if stock_limited else None,
     )
 
