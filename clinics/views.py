@@ -1,11 +1,16 @@
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
-from .tenancy import active_membership, set_active_clinic, user_clinics
+from fizy.lib.payments import PaymentError
+
+from .models import Membership
+from .services import BillingError, NotClinicAdmin, clinic_set_payment_method, clinic_start_card_setup
+from .tenancy import active_membership, clinic_required, set_active_clinic, user_clinics
 
 
 @login_required
@@ -30,3 +35,59 @@ def switch_clinic(request):
     if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
         target = "/"
     return redirect(target)
+
+
+# --- billing: the clinic's saved card ------------------------------------------------------------
+
+
+def _billing_page(request, *, setup=None, error="", status=200):
+    context = {
+        "nav": "billing",
+        "clinic": request.clinic,
+        "can_manage": request.membership.role == Membership.Role.CLINIC_ADMIN,
+        "stripe_mode": settings.PAYMENT_GATEWAY == "stripe" and bool(settings.STRIPE_PUBLISHABLE_KEY),
+        "publishable_key": settings.STRIPE_PUBLISHABLE_KEY,
+        "setup": setup,
+        "error": error,
+    }
+    template = "clinics/billing.html#card-setup" if request.htmx and setup is not None else "clinics/billing.html"
+    return render(request, template, context, status=status)
+
+
+@clinic_required
+@require_GET
+def billing(request):
+    return _billing_page(request)
+
+
+@clinic_required
+@require_POST
+def billing_setup(request):
+    """Start a card setup (a SetupIntent); the page then shows the card form or the test cards."""
+    try:
+        setup = clinic_start_card_setup(clinic=request.clinic, actor=request.user)
+    except NotClinicAdmin as exc:
+        return _billing_page(request, error=str(exc), status=403)
+    except PaymentError as exc:
+        return _billing_page(request, error=exc.message)
+    return _billing_page(request, setup=setup)
+
+
+@clinic_required
+@require_POST
+def billing_card(request):
+    """Record the card a finished card setup saved."""
+    setup_intent_id = request.POST.get("setup_intent_id", "").strip()
+    if not setup_intent_id:
+        return _billing_page(request, error="The card form was not finished. Start the card setup again.", status=400)
+    try:
+        clinic = clinic_set_payment_method(clinic=request.clinic, setup_intent_id=setup_intent_id, actor=request.user)
+    except NotClinicAdmin as exc:
+        return _billing_page(request, error=str(exc), status=403)
+    except (BillingError, PaymentError) as exc:
+        return _billing_page(request, error=getattr(exc, "message", str(exc)), status=400)
+    messages.success(
+        request,
+        f"Card saved: {clinic.card_brand.title()} ending {clinic.card_last4}. Orders from this clinic are paid with it.",
+    )
+    return redirect("billing")
