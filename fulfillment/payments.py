@@ -149,10 +149,16 @@ def order_settle_payment(*, order_id: int) -> Order:
     if order.payment_status != PS.AUTHORIZED:
         return order
     lines = list(order.lines.only("id", "status", "landed_cost"))
-    waiting = [line.pk for line in lines if line.status not in ANSWERED]
-    if waiting:
-        logger.info("order %s not settled: lines %s have no final answer yet", order_id, waiting)
-        return order
+    if any(line.status not in ANSWERED for line in lines):
+        # Not every line has its final answer (one went back on hold). Re-arm the trigger that
+        # queues settlement once (Order.settlement_requested_at), then look again, so the next
+        # final answer queues it anew and an answer given meanwhile is not missed.
+        Order.objects.filter(pk=order_id).update(settlement_requested_at=None)
+        lines = list(order.lines.only("id", "status", "landed_cost"))
+        waiting = [line.pk for line in lines if line.status not in ANSWERED]
+        if waiting:
+            logger.info("order %s not settled: lines %s have no final answer yet", order_id, waiting)
+            return order
     accepted = [line for line in lines if line.status in CHARGEABLE]
     amount = sum((line.landed_cost for line in accepted), ZERO)
     if amount > order.amount_authorized:

@@ -183,11 +183,14 @@ def test_settling_twice_captures_once(clinic_a, gateway):
 
 def test_settle_waits_while_a_line_has_no_final_answer(clinic_a, gateway):
     order = make_order(clinic_a, [(S.ACCEPTED, "100.00"), (S.ON_HOLD, "20.00")])
+    Order.objects.filter(pk=order.pk).update(settlement_requested_at=timezone.now())
 
     order = order_settle_payment(order_id=order.pk)
 
     assert gateway.calls == []
     assert order.payment_status == PS.AUTHORIZED
+    order.refresh_from_db()
+    assert order.settlement_requested_at is None  # the next final answer queues settlement again
 
 
 def test_a_gateway_failure_during_capture_is_recorded_and_raised_for_a_retry(clinic_a, gateway):
@@ -352,3 +355,21 @@ def test_reconcile_refunds_a_charge_without_an_order(clinic_a, gateway):
 def test_reconcile_ignores_intents_that_are_not_fizys(db, gateway):
     assert reconcile_payment_intent(intent=intent("pi_someone_else")) == Reconciled.IGNORED
     assert gateway.calls == []
+
+
+def test_partner_answers_settle_the_payment_through_the_task(clinic_a, gateway, django_capture_on_commit_callbacks):
+    """End to end with the line state machine: the last final answer queues settlement (django-q2
+    runs inline in tests), which captures the accepted line only."""
+    from fulfillment.status import line_apply_status
+
+    order = make_order(clinic_a, [(S.SENT, "100.00"), (S.SENT, "40.00")])
+    accepted, rejected = order.lines.order_by("id")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        line_apply_status(line=accepted, to=S.ACCEPTED, source="system")
+        line_apply_status(line=rejected, to=S.REJECTED, source="system", reason="Out of stock")
+
+    order.refresh_from_db()
+    assert gateway.kinds() == ["capture"]
+    assert order.payment_status == PS.PARTIALLY_CAPTURED
+    assert order.amount_captured == Decimal("100.00")
