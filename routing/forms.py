@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib.admin.widgets import FilteredSelectMultiple
+from django.utils.html import format_html
 from localflavor.us.us_states import STATE_CHOICES
 
 from catalog.models import Product
@@ -8,12 +9,21 @@ from clinics.models import Clinic
 from .models import RoutingRule
 
 
+class StatePicker(FilteredSelectMultiple):
+    """The admin's two-list selector. Its script puts the selector first in the select's parent, so
+    give the select a parent of its own (model M2M fields get one from the related-widget wrapper);
+    otherwise the field's label ends up after the selector."""
+
+    def render(self, *args, **kwargs):
+        return format_html('<div class="related-widget-wrapper">{}</div>', super().render(*args, **kwargs))
+
+
 class RoutingRuleForm(forms.ModelForm):
     """The admin's rule form: ship-to states picked from a filterable two-list selector."""
 
     states = forms.MultipleChoiceField(
         label="Patient ship-to states", required=False, choices=lambda: list(STATE_CHOICES),
-        widget=FilteredSelectMultiple("states", is_stacked=False),
+        widget=StatePicker("states", is_stacked=False),
         help_text="Only patients shipping to one of the chosen states. None chosen: any state.",
     )
 
