@@ -31,13 +31,23 @@ ORGANIZATIONS = {
 MULTI_CLINIC_LOGIN = ("bloom.admin", "Bloom Wellness Group", ["Bloom Wellness — Austin", "Bloom Wellness — Denver"])
 STAFF_LOGIN = "ops"
 
+# The demo partners are the built-in sandbox pharmacy (fulfillment/sandbox.py) served by this
+# same process: orders are POSTed to it, and it answers with signed webhooks over the next minutes.
+SANDBOX_PARTNER_URL = "http://127.0.0.1:8000/sandbox/partners/"
+
 PARTNERS = [
     {"slug": "cedar", "name": "Cedar Compounding Pharmacy", "legitscript": "LS-48213-503A",
-     "states": ["TX", "CO", "FL", "AZ", "NM", "OK", "GA"], "email": "orders@cedarrx.example"},
+     "states": ["TX", "CO", "FL", "AZ", "NM", "OK", "GA"], "email": "orders@cedarrx.example",
+     "api_base_url": SANDBOX_PARTNER_URL + "cedar", "api_key": "sandbox-key-cedar",
+     "webhook_secret": "sandbox-whsec-cedar"},
     {"slug": "harbor", "name": "Harbor 503A Pharmacy", "legitscript": "LS-51877-503A",
-     "states": ["CA", "FL", "NY", "NJ", "PA", "TX", "IL"], "email": "support@harbor503a.example"},
+     "states": ["CA", "FL", "NY", "NJ", "PA", "TX", "IL"], "email": "support@harbor503a.example",
+     "api_base_url": SANDBOX_PARTNER_URL + "harbor", "api_key": "sandbox-key-harbor",
+     "webhook_secret": "sandbox-whsec-harbor"},
     {"slug": "summit", "name": "Summit Sterile Compounding", "legitscript": "LS-60102-503A",
-     "states": ["CO", "UT", "AZ", "NV", "WA", "OR", "CA", "TX"], "email": "pharmacy@summitsterile.example"},
+     "states": ["CO", "UT", "AZ", "NV", "WA", "OR", "CA", "TX"], "email": "pharmacy@summitsterile.example",
+     "api_base_url": SANDBOX_PARTNER_URL + "summit", "api_key": "sandbox-key-summit",
+     "webhook_secret": "sandbox-whsec-summit"},
 ]
 
 # sku, name, strength, form, unit, schedule, max qty, needs clinical-difference statement

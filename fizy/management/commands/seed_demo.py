@@ -91,7 +91,9 @@ class Command(BaseCommand):
         for spec in data.PARTNERS:
             partner, _ = Partner.objects.update_or_create(
                 slug=spec["slug"],
-                defaults=dict(name=spec["name"], legitscript_id=spec["legitscript"], support_email=spec["email"]),
+                defaults=dict(name=spec["name"], legitscript_id=spec["legitscript"], support_email=spec["email"],
+                              api_base_url=spec["api_base_url"], api_key=spec["api_key"],
+                              webhook_secret=spec["webhook_secret"]),
             )
             for state in spec["states"]:
                 PartnerStateLicense.objects.update_or_create(
