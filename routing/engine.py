@@ -224,11 +224,11 @@ def _check(partner: Partner, offering: Offering | None, need: _Need, world: _Wor
         problems.append(f"{partner.name} is inactive")
     if not offering.active:
         problems.append(f"{partner.name}'s offering of {need.product.name} is inactive")
-    license = world.licenses.get((partner.pk, need.state))
-    if license is None:
+    state_license = world.licenses.get((partner.pk, need.state))
+    if state_license is None:
         problems.append(f"{partner.name} is not licensed in {need.state}")
-    elif not license.is_active(world.today):
-        problems.append(f"{partner.name}'s {need.state} license expired on {license.expires_on:%Y-%m-%d}")
+    elif not state_license.is_active(world.today):
+        problems.append(f"{partner.name}'s {need.state} license expired on {state_license.expires_on:%Y-%m-%d}")
     if offering.stock_quantity < need.quantity:
         stock_problem = True
         problems.append(f"{partner.name} is out of stock (has {offering.stock_quantity}, needs {need.quantity})")
@@ -311,11 +311,11 @@ def _decide(need: _Need, world: _World) -> RoutingDecision:
 
 def _apply_shipping_shares(decisions: list[RoutingDecision]) -> None:
     """Split each shipment's fee over its lines (see the module docstring) and set landed costs."""
-    shipments: dict[tuple[int, int | None], list[RoutingDecision]] = defaultdict(list)
-    for d in decisions:
+    shipments: dict[tuple, list[RoutingDecision]] = defaultdict(list)
+    for index, d in enumerate(decisions):
         if d.routed:
             # A line without a patient (a preview) is a shipment of its own.
-            key = (d.partner.pk, d.patient_id if d.patient_id is not None else -id(d))
+            key = (d.partner.pk, d.patient_id) if d.patient_id is not None else (d.partner.pk, None, index)
             shipments[key].append(d)
     for group in shipments.values():
         shares = split_evenly(max(d.offering.shipping_fee for d in group), len(group))

@@ -11,7 +11,7 @@ from django.utils import timezone
 from carts import validation as v
 from carts.models import CartLine
 from carts.tests.factories import CartFactory, CartLineFactory
-from catalog.models import Offering, PartnerStateLicense, Product
+from catalog.models import Offering, Partner, PartnerStateLicense, Product
 from catalog.tests.factories import OfferingFactory, PartnerFactory, ProductFactory
 from clinics.models import Patient, Prescriber, PrescriberLicense
 from clinics.tests.factories import DEARegistrationFactory, PrescriberFactory, PrescriberLicenseFactory
@@ -96,7 +96,7 @@ def unlicense_harbor_in_tx(line):
 
 
 def relicense_harbor_in_tx(line):
-    PartnerStateLicense.objects.create(partner=PartnerStateLicense.objects.get(state="CA").partner, state="TX")
+    PartnerStateLicense.objects.create(partner=Partner.objects.get(name="Harbor"), state="TX")
 
 
 @dataclasses.dataclass
@@ -391,7 +391,7 @@ def test_problems_are_grouped_by_line_and_field(line, product):
     assert v.count_problems(problems).lines_with_errors == 2
 
 
-def test_routing_decisions_passed_in_are_reused(line, django_assert_max_num_queries):
+def test_routing_decisions_passed_in_are_reused(line):
     unlicense_harbor_in_tx(line)
     with CaptureQueriesContext(connection) as routing_anew:
         fresh = v.validate_cart(line.cart)
@@ -421,8 +421,7 @@ def _messy_cart(size, product, harbor):
     return cart
 
 
-def test_validating_200_lines_takes_as_many_queries_as_20(product, harbor, django_assert_num_queries,
-                                                            django_assert_max_num_queries):
+def test_validating_200_lines_takes_as_many_queries_as_20(product, harbor, django_assert_num_queries):
     small, large = _messy_cart(20, product, harbor), _messy_cart(200, product, harbor)
     small, large = type(small).objects.get(pk=small.pk), type(large).objects.get(pk=large.pk)  # nothing cached
 
