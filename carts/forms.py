@@ -79,3 +79,12 @@ class CsvUploadForm(forms.Form):
             return raw.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise forms.ValidationError("The file is not UTF-8 text. Save it from your spreadsheet as 'CSV UTF-8'.")
+
+
+class PatientFixForm(forms.ModelForm):
+    """What the cart's preflight may ask a coordinator to complete for a patient."""
+
+    class Meta:
+        model = Patient
+        fields = ["date_of_birth", "phone", "address_line1", "address_line2", "city", "state", "zip_code"]
+        widgets = {"date_of_birth": forms.DateInput(attrs={"type": "date"})}

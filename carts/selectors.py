@@ -2,6 +2,7 @@
 
 import datetime
 from dataclasses import dataclass
+from decimal import Decimal
 from itertools import groupby
 
 from django.db.models import Q, QuerySet
@@ -10,16 +11,73 @@ from django.utils import timezone
 from catalog.models import Product
 from clinics.models import Clinic, Patient, Prescriber
 from fulfillment.selectors import latest_lines_by_patient_product
+from routing.engine import CartTotals, cart_totals, route_lines
 
 from .models import Cart, CartLine
+from .validation import (
+    Problem,
+    ProblemCounts,
+    count_problems,
+    has_blocking_errors,
+    problems_by_field,
+    problems_by_line,
+    validate_cart,
+)
 
 PRODUCT_SEARCH_LIMIT = 12
+ZERO = Decimal("0.00")
+
+
+@dataclass
+class CartReview:
+    """The cart as the coordinator sees it: lines grouped by patient, each with its routing
+    decision and problems (``line.decision``, ``line.problems``, ``line.problems_by_field``)."""
+
+    cart: Cart
+    lines: list[CartLine]
+    groups: list
+    problems: list[Problem]
+    counts: dict
+    problem_counts: ProblemCounts
+    totals: CartTotals
+    cart_problems: list[Problem]
+
+    @property
+    def can_checkout(self) -> bool:
+        return bool(self.lines) and not has_blocking_errors(self.problems)
+
+
+def cart_review(*, cart: Cart) -> CartReview:
+    """Route and validate the whole cart, in a fixed number of queries."""
+    lines = list(cart_lines(cart=cart))
+    decisions = route_lines(lines, clinic=cart.clinic)
+    problems = validate_cart(cart, decisions=decisions)
+    by_line = problems_by_line(problems)
+    for line in lines:
+        line.decision = decisions.get(line.pk)
+        line.problems = by_line.get(line.pk, [])
+        line.problems_by_field = problems_by_field(line.problems)
+    return CartReview(
+        cart=cart, lines=lines, groups=group_by_patient(lines), problems=problems,
+        counts={"lines": len(lines), "patients": len({line.patient_id for line in lines}),
+                "units": sum(line.quantity for line in lines)},
+        problem_counts=count_problems(problems), totals=cart_totals(decisions),
+        cart_problems=by_line.get(None, []) if lines else [],
+    )
+
+
+def lines_by_partner(lines) -> list[tuple[object, list[CartLine], Decimal]]:
+    """Reviewed lines grouped by the partner they are routed to: [(partner, lines, subtotal)]."""
+    groups: dict = {}
+    for line in lines:
+        partner = line.decision.partner if line.decision else None
+        groups.setdefault(partner.pk if partner else None, (partner, []))[1].append(line)
+    return [(partner, group, sum((l.decision.landed_cost or ZERO for l in group if l.decision), ZERO))
+            for partner, group in groups.values()]
 
 
 def cart_lines(*, cart: Cart) -> QuerySet[CartLine]:
-    return CartLine.objects.filter(cart=cart).select_related(
-        "patient", "product", "prescriber", "added_by", "updated_by"
-    )
+    return CartLine.objects.filter(cart=cart).select_related("cart__clinic", "patient", "product", "prescriber")
 
 
 def group_by_patient(lines) -> list[tuple[Patient, list[CartLine]]]:

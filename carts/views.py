@@ -9,30 +9,31 @@ from catalog.models import Product
 from clinics.models import Patient
 from django_htmx.http import reswap, retarget
 
-from clinics.patients import PatientError, patient_create, patient_search
+from clinics.patients import PatientError, patient_create, patient_search, patient_update
 from clinics.tenancy import clinic_required
 
 from . import selectors
-from .forms import CartLineForm, CsvUploadForm, PatientQuickForm
+from .forms import CartLineForm, CsvUploadForm, PatientFixForm, PatientQuickForm
 from .imports import ImportFileError, parse_refill_csv, sample_csv
 from .models import CartLine
-from .services import CartError, LineInput, cart_add_lines, cart_get_active, cart_remove_line, cart_update_line
+from .checkout import CheckoutError, cart_checkout
+from .services import (
+    CartError,
+    LineInput,
+    cart_acknowledge_warning,
+    cart_add_lines,
+    cart_get_active,
+    cart_remove_line,
+    cart_update_line,
+)
 
 TEMPLATE = "carts/cart.html"
 IMPORT_SESSION_KEY = "cart_import_csv"
 
 
 def _cart_context(request, **extra) -> dict:
-    cart = extra.pop("cart", None) or cart_get_active(clinic=request.clinic)
-    lines = list(selectors.cart_lines(cart=cart))
-    return {
-        "nav": "cart",
-        "cart": cart,
-        "groups": selectors.group_by_patient(lines),
-        "counts": {"lines": len(lines), "patients": len({l.patient_id for l in lines}),
-                   "units": sum(l.quantity for l in lines)},
-        **extra,
-    }
+    cart = cart_get_active(clinic=request.clinic)
+    return {"nav": "cart", "review": selectors.cart_review(cart=cart), **extra}
 
 
 def _owned_patient(request, patient_id) -> Patient | None:
@@ -148,7 +149,8 @@ def line_row(request, pk):
     if request.GET.get("edit"):
         form = CartLineForm(instance=line, clinic=request.clinic)
         return render(request, f"{TEMPLATE}#line-edit", {"line": line, "form": form})
-    return render(request, f"{TEMPLATE}#line-row", {"line": line})
+    review = selectors.cart_review(cart=line.cart)
+    return render(request, f"{TEMPLATE}#line-row", {"line": next(l for l in review.lines if l.pk == line.pk)})
 
 
 @clinic_required
@@ -162,8 +164,9 @@ def line_save(request, pk):
         line = cart_update_line(line=line, actor=request.user, **form.changes())
     except CartError as exc:
         return render(request, f"{TEMPLATE}#line-edit", {"line": line, "form": form, "line_problem": str(exc)})
-    line = _owned_line(request, pk)
-    return render(request, f"{TEMPLATE}#line-saved", {**_cart_context(request), "line": line})
+    context = _cart_context(request)
+    line = next(l for l in context["review"].lines if l.pk == line.pk)
+    return render(request, f"{TEMPLATE}#line-saved", {**context, "line": line})
 
 
 @clinic_required
@@ -177,6 +180,79 @@ def line_remove(request, pk):
     return render(request, f"{TEMPLATE}#after-remove", {
         **_cart_context(request), "removed": line,
         "flash": [f"Removed {line.product.name} for {line.patient.full_name}."],
+    })
+
+
+@clinic_required
+@require_POST
+def line_acknowledge(request, pk):
+    """The coordinator has seen a warning (e.g. duplicate therapy) and orders anyway."""
+    line = _owned_line(request, pk)
+    try:
+        cart_acknowledge_warning(line=line, code=request.POST.get("code", ""), actor=request.user)
+    except CartError as exc:
+        return render(request, f"{TEMPLATE}#cart-messages", {"flash_error": [str(exc)]})
+    context = _cart_context(request)
+    line = next(l for l in context["review"].lines if l.pk == line.pk)
+    return render(request, f"{TEMPLATE}#line-saved", {**context, "line": line})
+
+
+@clinic_required
+@require_GET
+def validate(request):
+    """Re-route and re-validate the whole cart: the lines, their problems and the summary."""
+    context = _cart_context(request)
+    counts = context["review"].problem_counts
+    flash = (["The cart validates clean: it is ready to order."] if context["review"].can_checkout else
+             [f"{counts.errors} problem{'s' if counts.errors != 1 else ''} to fix before ordering."]
+             if counts.errors else [])
+    return render(request, f"{TEMPLATE}#after-validate", {**context, "flash": flash})
+
+
+def _cart_patient(request, pk) -> Patient:
+    """A patient who has a line in this clinic's cart (the cart only edits its own patients)."""
+    cart = cart_get_active(clinic=request.clinic)
+    return get_object_or_404(Patient, pk=pk, organization_id=request.clinic.organization_id, cart_lines__cart=cart)
+
+
+@clinic_required
+def patient_fix(request, pk):
+    """Fix a patient's date of birth and shipping address in place, from their group in the cart."""
+    patient = _cart_patient(request, pk)
+    if request.method == "GET":
+        if request.GET.get("cancel"):
+            return render(request, f"{TEMPLATE}#cart-lines", _cart_context(request))
+        return render(request, f"{TEMPLATE}#patient-fix", {"patient": patient, "form": PatientFixForm(instance=patient)})
+    form = PatientFixForm(request.POST, instance=patient)
+    if not form.is_valid():
+        return render(request, f"{TEMPLATE}#patient-fix", {"patient": patient, "form": form})
+    patient_update(patient=patient, clinic=request.clinic, actor=request.user, **form.cleaned_data)
+    return render(request, f"{TEMPLATE}#after-remove", {
+        **_cart_context(request), "flash": [f"Saved {patient.full_name}'s details."]})
+
+
+# --- Checkout ------------------------------------------------------------------------------
+
+@clinic_required
+def checkout(request):
+    cart = cart_get_active(clinic=request.clinic)
+    error = None
+    if request.method == "POST":
+        version = request.POST.get("version", "")
+        try:
+            order = cart_checkout(clinic=request.clinic, actor=request.user,
+                                  expected_version=int(version) if version.isdigit() else None)
+        except CheckoutError as exc:
+            error = str(exc)
+            cart = cart_get_active(clinic=request.clinic)
+        else:
+            messages.success(request, f"Order {order.number} placed: {order.lines.count()} lines sent to "
+                                      f"{order.partner_orders.count()} pharmacies. Follow each line here.")
+            return redirect("fulfillment:order", pk=order.pk)
+    review = selectors.cart_review(cart=cart)
+    return render(request, "carts/checkout.html", {
+        "nav": "cart", "review": review, "by_partner": selectors.lines_by_partner(review.lines),
+        "clinic": request.clinic, "error": error,
     })
 
 

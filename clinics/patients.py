@@ -40,3 +40,25 @@ def patient_create(*, clinic: Clinic, actor, **fields) -> Patient:
     patient.save()
     audit_record(action="patient.create", actor=actor, clinic=clinic, patient=patient, obj=patient)
     return patient
+
+
+PATIENT_FIX_FIELDS = ("date_of_birth", "phone", "address_line1", "address_line2", "city", "state", "zip_code")
+
+
+@transaction.atomic
+def patient_update(*, patient: Patient, clinic: Clinic, actor, **changes) -> Patient:
+    """Change a patient's details (from the cart, when preflight found them incomplete)."""
+    if patient.organization_id != clinic.organization_id:
+        raise PatientError("That patient is not one of this clinic's patients.")
+    unknown = set(changes) - set(PATIENT_FIX_FIELDS)
+    if unknown:
+        raise PatientError(f"These patient fields cannot be changed here: {', '.join(sorted(unknown))}.")
+    changed = [name for name, value in changes.items() if getattr(patient, name) != value]
+    for name in changed:
+        setattr(patient, name, changes[name])
+    if changed:
+        patient.full_clean()
+        patient.save(update_fields=[*changed, "updated_at"])
+        audit_record(action="patient.change", actor=actor, clinic=clinic, patient=patient, obj=patient,
+                     detail={"fields": changed})
+    return patient

@@ -13,17 +13,17 @@ ORGANIZATIONS = {
         {"name": "Bloom Wellness — Austin", "npi9": "184201557", "dea": ("FB", "210331"),
          "address": ("1200 S Congress Ave", "Suite 300", "Austin", "TX", "78704"),
          "billing": ("Dana Whitfield", "billing@bloomwellness.example", "+15125550143"), "tz": "America/Chicago",
-         "login": "austin"},
+         "login": "austin", "card": "pm_sandbox_visa"},
         {"name": "Bloom Wellness — Denver", "npi9": "184201558", "dea": None,
          "address": ("1550 Wynkoop St", "Suite 210", "Denver", "CO", "80202"),
          "billing": ("Dana Whitfield", "billing@bloomwellness.example", "+13035550188"), "tz": "America/Denver",
-         "login": "denver"},
+         "login": "denver", "card": "pm_sandbox_visa"},
     ],
     "Vitalis Telehealth": [
         {"name": "Vitalis Telehealth — Miami", "npi9": "193877420", "dea": ("FV", "554120"),
          "address": ("801 Brickell Ave", "Floor 9", "Miami", "FL", "33131"),
          "billing": ("Marco Reyes", "ap@vitalis.example", "+13055550121"), "tz": "America/New_York",
-         "login": "miami"},
+         "login": "miami", "card": "pm_sandbox_declined"},
     ],
 }
 

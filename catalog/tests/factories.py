@@ -9,6 +9,7 @@ from catalog.models import Offering, Partner, PartnerStateLicense, Product
 class PartnerFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Partner
+        skip_postgeneration_save = True
 
     name = factory.Sequence(lambda n: f"Partner Pharmacy {n}")
     slug = factory.Sequence(lambda n: f"partner-{n}")

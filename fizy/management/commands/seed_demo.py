@@ -9,6 +9,7 @@ from catalog.models import Offering, Partner, PartnerStateLicense, Product
 from clinics.models import Clinic, DEARegistration, Membership, Organization, Patient, Prescriber, PrescriberLicense
 from fizy import demo_data as data
 from fizy.lib.identifiers import dea_from_base, npi_from_base
+from fizy.lib.payments import SANDBOX_CARDS
 
 STAFF_APPS = ["clinics", "catalog", "routing", "carts", "fulfillment"]
 
@@ -34,6 +35,7 @@ class Command(BaseCommand):
                         dea_number=dea_from_base(*spec["dea"]) if spec["dea"] else "",
                         address_line1=line1, address_line2=line2, city=city, state=state, zip_code=zip_code,
                         billing_contact_name=contact, billing_email=email, billing_phone=phone, timezone=spec["tz"],
+                        **self._sandbox_card(spec),
                     ),
                 )
                 clinics[spec["name"]] = clinic
@@ -70,6 +72,13 @@ class Command(BaseCommand):
         self.stdout.write(f"Logins (password for all: {data.PASSWORD}):")
         for username, role in logins:
             self.stdout.write(f"  {username:<12} {role}")
+
+    def _sandbox_card(self, spec) -> dict:
+        """A saved sandbox card, as a clinic admin would have set up on the Billing page. The Miami
+        clinic's card declines, to show what a coordinator sees then."""
+        card = SANDBOX_CARDS[spec["card"]]
+        return {"stripe_customer_id": f"cus_sandbox_demo_{spec['login']}", "payment_method_id": card.payment_method_id,
+                "card_brand": card.brand, "card_last4": card.last4, "card_exp": card.exp}
 
     def _user(self, User, username, **fields):
         user, created = User.objects.update_or_create(

@@ -1,0 +1,215 @@
+"""Checkout: one payment for the whole cart, then one order with a partner order per pharmacy.
+
+In this order (Saleor's complete_checkout, Oscar's OrderCreator):
+1. lock the cart row, check the coordinator saw this version, validate and route it again, and
+   move it to "checking out" (edits are refused meanwhile);
+2. authorize the total with the clinic's saved card — outside any database lock;
+3. re-lock the cart and create the Order, one PartnerOrder per partner and one OrderLine per
+   line (patient, ship-to, product, partner SKU, SIG and prices snapshotted), close the cart,
+   open a fresh one, and queue the partner dispatch after commit.
+A declined or failed authorization puts the cart back exactly as it was (same lines, same
+version). If step 3 fails after an approval, the authorization is cancelled: never a charge
+without an order. A double submit finds the cart checking out (or already replaced by an empty
+one) and does nothing; the authorization's idempotency key is per cart version, so even a retry
+that reaches the gateway replays the first authorization instead of charging twice.
+"""
+
+import datetime
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import prefetch_related_objects
+from django.utils import timezone
+
+from clinics.audit import audit_record_many
+from clinics.models import Clinic
+from fizy.lib.payments import PaymentError, get_gateway
+from fulfillment.models import Order, OrderLine, PartnerOrder
+from fulfillment.payments import (
+    authorization_idempotency_key,
+    authorization_metadata,
+    order_record_authorization,
+    record_payment_failure,
+)
+from fulfillment.services import order_queue_dispatch
+from routing.engine import RoutingDecision, cart_totals, route_cart
+
+from .models import Cart, CartLine
+from .validation import Problem, has_blocking_errors, validate_cart
+
+logger = logging.getLogger(__name__)
+
+# A checkout that started longer ago than this was interrupted (the process died between the
+# authorization and the order): placing the order again resumes it with the same authorization.
+STALE_CHECKOUT = datetime.timedelta(minutes=10)
+
+
+class CheckoutError(Exception):
+    """Checkout refused before any money moved; the message says what to do."""
+
+
+class CheckoutBlocked(CheckoutError):
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        errors = sum(p.is_error for p in problems)
+        super().__init__(
+            f"The cart has {errors} problem{'s' if errors != 1 else ''} to fix before it can be ordered; "
+            "fix them on the cart page."
+        )
+
+
+class PaymentDeclined(CheckoutError):
+    """The authorization was declined or failed; the cart is unchanged."""
+
+
+@dataclass
+class _Prepared:
+    cart: Cart
+    lines: list[CartLine]
+    decisions: dict[int, RoutingDecision]
+    total: Decimal
+
+
+def _prepare(*, clinic: Clinic, expected_version: int | None) -> _Prepared:
+    with transaction.atomic():
+        cart = (Cart.objects.select_for_update()
+                .filter(clinic=clinic, status__in=[Cart.Status.OPEN, Cart.Status.CHECKING_OUT]).first())
+        if cart is None or (cart.status == Cart.Status.OPEN and not cart.lines.exists()):
+            raise CheckoutError("The cart is empty: there is nothing to order. If you just placed an order, "
+                                "it is on the Orders page.")
+        if cart.status == Cart.Status.CHECKING_OUT and timezone.now() - cart.checkout_started_at < STALE_CHECKOUT:
+            raise CheckoutError("This cart is already being ordered (perhaps by a colleague, or a second click). "
+                                "Its order will appear on the Orders page in a moment.")
+        if expected_version is not None and cart.version != expected_version:
+            raise CheckoutError("The cart changed since you reviewed it (a colleague may have edited it). "
+                                "Review the updated cart, then place the order again.")
+        decisions = route_cart(cart)
+        problems = validate_cart(cart, decisions=decisions)
+        if has_blocking_errors(problems):
+            raise CheckoutBlocked(problems)
+        lines = list(cart.lines.select_related("patient", "product", "prescriber").order_by("pk"))
+        total = cart_totals(decisions).total
+        cart.status = Cart.Status.CHECKING_OUT
+        cart.checkout_started_at = timezone.now()
+        cart.save(update_fields=["status", "checkout_started_at", "updated_at"])
+    return _Prepared(cart=cart, lines=lines, decisions=decisions, total=total)
+
+
+def _reopen(cart: Cart) -> None:
+    """Put the cart back as it was before the checkout started (the version is untouched)."""
+    Cart.objects.filter(pk=cart.pk, status=Cart.Status.CHECKING_OUT).update(
+        status=Cart.Status.OPEN, checkout_started_at=None)
+
+
+def _prescriber_snapshot(line: CartLine) -> dict:
+    p = line.prescriber
+    state = line.patient.state
+    license_ = next((lic for lic in p.licenses.all() if lic.state == state and lic.is_active()), None)
+    dea = next((reg for reg in p.dea_registrations.all() if reg.state == state and reg.is_active()), None)
+    return {
+        "name": str(p), "npi": p.npi, "dea": dea.number if dea else p.dea_number,
+        "license": {"state": license_.state, "number": license_.number} if license_ else {},
+    }
+
+
+def _patient_snapshot(line: CartLine) -> dict:
+    p = line.patient
+    return {
+        "chart_id": p.chart_id, "first_name": p.first_name, "last_name": p.last_name, "name": p.full_name,
+        "date_of_birth": p.date_of_birth.isoformat() if p.date_of_birth else "", "phone": str(p.phone or ""),
+        "email": p.email, "address": p.address_snapshot(),
+    }
+
+
+def _create_order(*, prepared: _Prepared, actor, authorization, gateway_name: str) -> Order:
+    cart, decisions = prepared.cart, prepared.decisions
+    clinic = cart.clinic
+    order = Order.objects.create(
+        clinic=clinic, cart=cart, placed_by=actor, placed_at=timezone.now(), total=prepared.total,
+        ship_to={"clinic": clinic.name, "npi": clinic.npi, "dea": clinic.dea_number,
+                 "address": clinic.address_snapshot()},
+    )
+    partner_orders: dict[int, PartnerOrder] = {}
+    for line in prepared.lines:
+        decision = decisions[line.pk]
+        po = partner_orders.get(decision.partner.pk)
+        if po is None:
+            po = partner_orders[decision.partner.pk] = PartnerOrder(order=order, partner=decision.partner)
+        po.subtotal += decision.landed_cost
+        po.shipping_fee += decision.shipping_share
+    PartnerOrder.objects.bulk_create(list(partner_orders.values()))
+    # Credentials for the snapshots, fetched once for all prescribers.
+    prefetch_related_objects([line.prescriber for line in prepared.lines], "licenses", "dea_registrations")
+    order_lines = OrderLine.objects.bulk_create([
+        OrderLine(
+            order=order, partner_order=partner_orders[decisions[line.pk].partner.pk], patient=line.patient,
+            product=line.product, prescriber=line.prescriber, patient_snapshot=_patient_snapshot(line),
+            prescriber_snapshot=_prescriber_snapshot(line), product_name=str(line.product),
+            partner_sku=decisions[line.pk].offering.partner_sku, quantity=line.quantity, sig=line.sig,
+            days_supply=line.days_supply, refills=line.refills, clinical_difference=line.clinical_difference,
+            unit_price=decisions[line.pk].unit_price, shipping_share=decisions[line.pk].shipping_share,
+            landed_cost=decisions[line.pk].landed_cost, routing_reason=decisions[line.pk].reason[:300],
+        )
+        for line in prepared.lines
+    ])
+    order_record_authorization(order=order, authorization=authorization, gateway_name=gateway_name, actor=actor)
+    cart.status = Cart.Status.SUBMITTED
+    cart.submitted_at = timezone.now()
+    cart.save(update_fields=["status", "submitted_at", "updated_at"])
+    Cart.objects.create(clinic=clinic)
+    audit_record_many([
+        dict(action="order.place", actor=actor, clinic=clinic, patient=ol.patient, obj=ol,
+             detail={"order": order.pk, "partner": ol.partner_order.partner_id, "product": ol.product_id,
+                     "quantity": ol.quantity, "landed_cost": str(ol.landed_cost)})
+        for ol in order_lines
+    ])
+    order_queue_dispatch(order=order)
+    return order
+
+
+def cart_checkout(*, clinic: Clinic, actor, expected_version: int | None = None) -> Order:
+    """Place the clinic's cart as one order paid by one authorization. Raises CheckoutError
+    (nothing happened) or PaymentDeclined (nothing happened; the reason is in the message)."""
+    if not clinic.payment_method_id:
+        raise CheckoutError("This clinic has no saved card yet. A clinic admin can add one on the Billing page.")
+    prepared = _prepare(clinic=clinic, expected_version=expected_version)
+    cart = prepared.cart
+    gateway = get_gateway()
+    try:
+        authorization = gateway.authorize(
+            amount=prepared.total, currency="usd", customer_id=clinic.stripe_customer_id,
+            payment_method_id=clinic.payment_method_id, idempotency_key=authorization_idempotency_key(cart=cart),
+            description=f"Fizy order for {clinic.name} ({len(prepared.lines)} lines)",
+            metadata=authorization_metadata(cart=cart),
+        )
+    except PaymentError as exc:
+        _reopen(cart)
+        record_payment_failure(clinic=clinic, message=exc.message, reference="", amount=prepared.total,
+                               gateway_name=gateway.name, decline_code=exc.code, actor=actor)
+        raise PaymentDeclined(f"The payment could not be made: {exc.message} Nothing was charged; "
+                              "the cart is unchanged.") from exc
+    if not authorization.ok:
+        _reopen(cart)
+        record_payment_failure(clinic=clinic, message=authorization.message, reference=authorization.reference,
+                               amount=prepared.total, gateway_name=gateway.name,
+                               decline_code=authorization.decline_code, actor=actor)
+        raise PaymentDeclined(authorization.message + " Nothing was charged; the cart is unchanged.")
+    try:
+        with transaction.atomic():
+            locked = Cart.objects.select_for_update().get(pk=cart.pk)
+            if locked.status != Cart.Status.CHECKING_OUT or locked.version != cart.version:
+                raise CheckoutError("The cart changed while the payment was being authorized; review it and "
+                                    "place the order again.")
+            prepared.cart = locked
+            return _create_order(prepared=prepared, actor=actor, authorization=authorization,
+                                 gateway_name=gateway.name)
+    except Exception:
+        logger.exception("checkout of cart %s failed after authorization %s; cancelling it",
+                         cart.pk, authorization.reference)
+        try:
+            gateway.cancel(reference=authorization.reference, idempotency_key=f"fizy-cart-{cart.pk}-v{cart.version}-cancel")
+        finally:
+            _reopen(cart)
+        raise

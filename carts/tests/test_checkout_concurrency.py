@@ -1,0 +1,51 @@
+"""A double (or tenfold) submit yields one authorization and one order (PostgreSQL row locks)."""
+
+import threading
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.urls import reverse
+
+from fulfillment.models import Order, PaymentEvent
+
+SUBMITS = 10
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_ten_concurrent_place_order_requests_make_one_charge_and_one_order(alice, ready_cart, monkeypatch):
+    from fizy.lib import payments
+
+    authorizations = []
+    real_authorize = payments.SandboxGateway.authorize
+
+    def counting_authorize(self, **kwargs):
+        authorizations.append(kwargs["idempotency_key"])
+        return real_authorize(self, **kwargs)
+
+    monkeypatch.setattr(payments.SandboxGateway, "authorize", counting_authorize)
+    version = ready_cart["cart"].version
+    start = threading.Barrier(SUBMITS)
+    statuses = []
+
+    def submit():
+        client = Client()
+        client.force_login(alice)
+        try:
+            start.wait()
+            statuses.append(client.post(reverse("carts:checkout"), {"version": version}).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=submit) for _ in range(SUBMITS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert len(statuses) == SUBMITS
+    assert statuses.count(302) == 1  # the one that placed the order is sent to its status page
+    assert len(authorizations) == 1
+    assert Order.objects.count() == 1
+    assert PaymentEvent.objects.filter(kind="authorized").count() == 1
