@@ -340,12 +340,19 @@ def _with_acknowledgement(problem: Problem, line) -> Problem:
 
 
 def validate_cart(
-    cart, *, today: datetime.date | None = None, decisions: dict[int, RoutingDecision] | None = None
+    cart, *, today: datetime.date | None = None, decisions: dict[int, RoutingDecision] | None = None,
+    lines: list | None = None,
 ) -> list[Problem]:
-    """Every problem of the cart, in line order. ``decisions``: the result of ``route_cart`` when the
-    caller already routed the cart (saves the routing queries); otherwise the cart is routed here."""
+    """Every problem of the cart, in line order.
+
+    ``decisions``: the result of ``route_cart`` / ``route_lines`` when the caller already routed the
+    cart (saves the routing queries); otherwise the cart is routed here. ``lines``: the cart's lines
+    when the caller already fetched them *with* ``select_related("patient", "product", "prescriber")``
+    (saves one query); otherwise they are fetched here."""
     today = today or timezone.localdate()
-    lines = list(cart.lines.select_related("patient", "product", "prescriber"))
+    if lines is None:
+        lines = cart.lines.select_related("patient", "product", "prescriber")
+    lines = list(lines)
     if not lines:
         return [Problem(None, "cart", CART_EMPTY, "The cart is empty. Add a line for each patient to order for.", ERROR)]
     facts = _fetch_facts(lines, cart=cart, today=today, decisions=decisions)

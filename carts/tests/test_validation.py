@@ -404,6 +404,19 @@ def test_routing_decisions_passed_in_are_reused(line):
     assert len(reusing) < len(routing_anew)
 
 
+def test_lines_the_caller_already_fetched_are_reused(line, product):
+    CartLineFactory(cart=line.cart, product=product, sig="")
+    with CaptureQueriesContext(connection) as fetching:
+        fetched_here = v.validate_cart(line.cart)
+    lines = list(line.cart.lines.select_related("patient", "product", "prescriber"))
+
+    with CaptureQueriesContext(connection) as reusing:
+        reused = v.validate_cart(line.cart, lines=lines)
+
+    assert reused == fetched_here and v.SIG_MISSING in codes(reused)
+    assert len(reusing) == len(fetching) - 1
+
+
 def _messy_cart(size, product, harbor):
     """A cart of ``size`` lines with a bit of everything: controlled lines, licensed and unlicensed
     prescribers, unroutable lines, patients who got the product recently."""
