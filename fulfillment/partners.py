@@ -120,7 +120,7 @@ def build_order_payload(partner_order: PartnerOrder, lines: list[OrderLine]) -> 
         "fizy_order_number": order.number,
         "placed_at": order.placed_at.isoformat(),
         "clinic": {
-            "name": _first(ship_to, "name", "clinic_name", default=clinic.name),
+            "name": _first(ship_to, "clinic", "name", "clinic_name", default=clinic.name),
             "npi": _first(ship_to, "npi", default=clinic.npi),
             "dea_number": _first(ship_to, "dea", "dea_number", default=clinic.dea_number),
         },
