@@ -1,12 +1,21 @@
 """Shared personas: a coordinator of clinic A, a coordinator of clinic B, a pharmacy staff user."""
 
+import os
+
 import pytest
-from django.db import connection
 
 from clinics.models import Membership
 from clinics.tests.factories import ClinicFactory, MembershipFactory, UserFactory
 
 PASSWORD = "pw-for-tests-1"
+
+# Playwright's sync API runs an event loop in the test thread; the ORM calls the tests make
+# around it are still synchronous and safe.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run", "--disable-quic"]
 
 
 def pytest_collection_modifyitems(config, items):
@@ -77,5 +86,37 @@ def client_charlie(client, charlie):
     return client
 
 
-def is_postgres() -> bool:
-    return connection.vendor == "postgresql"
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium, driven by Playwright (its own browser download does not work here)."""
+    from playwright.sync_api import sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Chromium is missing: apt-get install -y chromium (make test does it)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    """A fresh browser tab on the live server. ``page.console_errors`` collects what Chromium's
+    console reported as errors, and uncaught exceptions, for the test to assert on."""
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(15_000)
+    tab = context.new_page()
+    tab.console_errors = []
+    tab.on("console", lambda m: tab.console_errors.append(m.text) if m.type == "error" else None)
+    tab.on("pageerror", lambda e: tab.console_errors.append(str(e)))
+    tab.on("dialog", lambda d: d.accept())  # hx-confirm prompts: the test means to click OK
+    yield tab
+    context.close()
+
+
+def browser_login(page, username, password):
+    page.goto("/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/cart/")

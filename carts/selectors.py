@@ -51,7 +51,7 @@ def cart_review(*, cart: Cart) -> CartReview:
     """Route and validate the whole cart, in a fixed number of queries."""
     lines = list(cart_lines(cart=cart))
     decisions = route_lines(lines, clinic=cart.clinic)
-    problems = validate_cart(cart, decisions=decisions)
+    problems = validate_cart(cart, decisions=decisions, lines=lines)
     by_line = problems_by_line(problems)
     for line in lines:
         line.decision = decisions.get(line.pk)

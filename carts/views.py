@@ -99,9 +99,9 @@ def patient_new(request):
         response = render(request, f"{TEMPLATE}#new-patient",
                           {"patient_form": form, "show_patient_form": True, "patient_error": error})
         return reswap(retarget(response, "#new-patient"), "outerHTML")
-    return render(request, f"{TEMPLATE}#add-line", {
+    return render(request, f"{TEMPLATE}#after-new-patient", {
         **_add_panel_context(request, patient=patient),
-        "patient_form": PatientQuickForm(clinic=request.clinic), "oob_new_patient": True,
+        "patient_form": PatientQuickForm(clinic=request.clinic),
         "flash": [f"Patient {patient.full_name} ({patient.chart_id}) created. Now choose a product."],
     })
 

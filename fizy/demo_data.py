@@ -32,21 +32,21 @@ MULTI_CLINIC_LOGIN = ("bloom.admin", "Bloom Wellness Group", ["Bloom Wellness �
 STAFF_LOGIN = "ops"
 
 # The demo partners are the built-in sandbox pharmacy (fulfillment/sandbox.py) served by this
-# same process: orders are POSTed to it, and it answers with signed webhooks over the next minutes.
-SANDBOX_PARTNER_URL = "http://127.0.0.1:8000/sandbox/partners/"
+# same site: orders are POSTed to it (at settings.SANDBOX_WEBHOOK_BASE_URL + /sandbox/partners/<slug>),
+# and it answers with signed webhooks over the next minutes.
 
 PARTNERS = [
     {"slug": "cedar", "name": "Cedar Compounding Pharmacy", "legitscript": "LS-48213-503A",
      "states": ["TX", "CO", "FL", "AZ", "NM", "OK", "GA"], "email": "orders@cedarrx.example",
-     "api_base_url": SANDBOX_PARTNER_URL + "cedar", "api_key": "sandbox-key-cedar",
+     "api_key": "sandbox-key-cedar",
      "webhook_secret": "sandbox-whsec-cedar"},
     {"slug": "harbor", "name": "Harbor 503A Pharmacy", "legitscript": "LS-51877-503A",
      "states": ["CA", "FL", "NY", "NJ", "PA", "TX", "IL"], "email": "support@harbor503a.example",
-     "api_base_url": SANDBOX_PARTNER_URL + "harbor", "api_key": "sandbox-key-harbor",
+     "api_key": "sandbox-key-harbor",
      "webhook_secret": "sandbox-whsec-harbor"},
     {"slug": "summit", "name": "Summit Sterile Compounding", "legitscript": "LS-60102-503A",
      "states": ["CO", "UT", "AZ", "NV", "WA", "OR", "CA", "TX"], "email": "pharmacy@summitsterile.example",
-     "api_base_url": SANDBOX_PARTNER_URL + "summit", "api_key": "sandbox-key-summit",
+     "api_key": "sandbox-key-summit",
      "webhook_secret": "sandbox-whsec-summit"},
 ]
 
@@ -188,3 +188,10 @@ def patients_for(org_name: str):
         if i in (9,):
             record["address_line1"] = ""
         yield record
+
+# Routing rules staff have set up: name, priority, product sku or None, states, organization or None, partner slug.
+ROUTING_RULES = [
+    ("TX semaglutide → Cedar", 10, "FZ-SEMA-25", ["TX"], None, "cedar"),
+    ("Vitalis FL tirzepatide → Harbor", 20, "FZ-TIRZ-10", ["FL"], "Vitalis Telehealth", "harbor"),  # Harbor is out of stock
+    ("Colorado NAD+ → Summit", 30, "FZ-NAD-200", ["CO"], None, "summit"),
+]

@@ -134,6 +134,19 @@ STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")  # only for pointing the client at a fake server
 PAYMENT_GATEWAY = env.str("PAYMENT_GATEWAY", default="stripe" if STRIPE_SECRET_KEY else "sandbox")
 
+# Partner pharmacies: our calls to their order APIs.
+PARTNER_CONNECT_TIMEOUT = env.float("PARTNER_CONNECT_TIMEOUT", default=5.0)
+PARTNER_READ_TIMEOUT = env.float("PARTNER_READ_TIMEOUT", default=20.0)
+PARTNER_DISPATCH_MAX_ATTEMPTS = env.int("PARTNER_DISPATCH_MAX_ATTEMPTS", default=5)
+PARTNER_DISPATCH_BACKOFF_SECONDS = env.float("PARTNER_DISPATCH_BACKOFF_SECONDS", default=30.0)
+
+# The built-in sandbox partner pharmacy (the demo): on by default only with DEBUG. It answers our
+# orders with signed webhooks sent to SANDBOX_WEBHOOK_BASE_URL, this site's own address.
+SANDBOX_PARTNERS = env.bool("SANDBOX_PARTNERS", default=DEBUG)
+SANDBOX_WEBHOOK_BASE_URL = env.str(
+    "SANDBOX_WEBHOOK_BASE_URL", default="http://" + env.str("DEMO_ADDR", default="127.0.0.1:8000")
+).rstrip("/")
+
 # Background work: django-q2. ORM broker on the default database unless REDIS_URL is set.
 Q_CLUSTER = {
     "name": "fizy",

@@ -152,8 +152,8 @@ def build_order_payload(partner_order: PartnerOrder, lines: list[OrderLine]) -> 
 
 def _timeouts() -> tuple[float, float]:
     return (
-        float(getattr(settings, "PARTNER_CONNECT_TIMEOUT", 5)),
-        float(getattr(settings, "PARTNER_READ_TIMEOUT", 20)),
+        settings.PARTNER_CONNECT_TIMEOUT,
+        settings.PARTNER_READ_TIMEOUT,
     )
 
 

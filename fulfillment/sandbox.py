@@ -26,7 +26,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import os
 from datetime import timedelta
 
 import requests
@@ -58,12 +57,11 @@ CARRIERS = ("UPS", "FedEx", "USPS")
 
 
 def sandbox_enabled() -> bool:
-    return bool(getattr(settings, "SANDBOX_PARTNERS", settings.DEBUG))
+    return settings.SANDBOX_PARTNERS
 
 
 def sandbox_webhook_base_url() -> str:
-    configured = getattr(settings, "SANDBOX_WEBHOOK_BASE_URL", "") or os.environ.get("SANDBOX_WEBHOOK_BASE_URL", "")
-    return (configured or "http://127.0.0.1:8000").rstrip("/")
+    return settings.SANDBOX_WEBHOOK_BASE_URL.rstrip("/")
 
 
 def sandbox_step_delays() -> tuple[int, ...]:

@@ -38,12 +38,12 @@ class DispatchOutcome:
 
 
 def dispatch_max_attempts() -> int:
-    return int(getattr(settings, "PARTNER_DISPATCH_MAX_ATTEMPTS", 5))
+    return settings.PARTNER_DISPATCH_MAX_ATTEMPTS
 
 
 def dispatch_backoff(attempt: int) -> timedelta:
     """Delay before attempt ``attempt + 1``: base × 2^(attempt−1), capped at one hour (30 s, 60 s, 2 min…)."""
-    base = float(getattr(settings, "PARTNER_DISPATCH_BACKOFF_SECONDS", 30))
+    base = settings.PARTNER_DISPATCH_BACKOFF_SECONDS
     return timedelta(seconds=min(base * 2 ** max(attempt - 1, 0), 3600))
 
 

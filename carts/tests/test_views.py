@@ -153,7 +153,7 @@ def _fill_cart(clinic, n):
     ])
 
 
-CART_PAGE_QUERIES = 13  # session, user, membership, cart, lines, routing (fixed), validation (fixed), prescribers
+CART_PAGE_QUERIES = 12  # session, user, membership, cart, lines, routing (fixed), validation (fixed), prescribers
 
 
 def test_cart_page_queries_do_not_grow_with_lines(client_alice, clinic_a, django_assert_max_num_queries):

@@ -1,5 +1,6 @@
 """Seed the demo world. Idempotent: a second run finds every row by its natural key."""
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand
@@ -10,6 +11,7 @@ from clinics.models import Clinic, DEARegistration, Membership, Organization, Pa
 from fizy import demo_data as data
 from fizy.lib.identifiers import dea_from_base, npi_from_base
 from fizy.lib.payments import SANDBOX_CARDS
+from routing.models import RoutingRule
 
 STAFF_APPS = ["clinics", "catalog", "routing", "carts", "fulfillment"]
 
@@ -59,6 +61,7 @@ class Command(BaseCommand):
 
         self._catalog()
         self._prescribers(orgs)
+        self._routing_rules(orgs)
         for org_name, org in orgs.items():
             for record in data.patients_for(org_name):
                 chart_id = record.pop("chart_id")
@@ -101,7 +104,7 @@ class Command(BaseCommand):
             partner, _ = Partner.objects.update_or_create(
                 slug=spec["slug"],
                 defaults=dict(name=spec["name"], legitscript_id=spec["legitscript"], support_email=spec["email"],
-                              api_base_url=spec["api_base_url"], api_key=spec["api_key"],
+                              api_base_url=f"{settings.SANDBOX_WEBHOOK_BASE_URL}/sandbox/partners/{spec['slug']}", api_key=spec["api_key"],
                               webhook_secret=spec["webhook_secret"]),
             )
             for state in spec["states"]:
@@ -115,6 +118,14 @@ class Command(BaseCommand):
                     defaults=dict(partner_sku=f"{spec['slug'][:3].upper()}-{sku[3:]}", unit_price=price,
                                   shipping_fee=shipping, stock_quantity=stock),
                 )
+
+    def _routing_rules(self, orgs):
+        for name, priority, sku, states, org_name, slug in data.ROUTING_RULES:
+            RoutingRule.objects.update_or_create(
+                name=name,
+                defaults=dict(priority=priority, product=Product.objects.get(sku=sku) if sku else None, states=states,
+                              organization=orgs[org_name] if org_name else None, partner=Partner.objects.get(slug=slug)),
+            )
 
     def _prescribers(self, orgs):
         for org_name, specs in data.PRESCRIBERS.items():
