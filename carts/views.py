@@ -223,9 +223,10 @@ def patient_fix(request, pk):
         if request.GET.get("cancel"):
             return render(request, f"{TEMPLATE}#cart-lines", _cart_context(request))
         return render(request, f"{TEMPLATE}#patient-fix", {"patient": patient, "form": PatientFixForm(instance=patient)})
-    form = PatientFixForm(request.POST, instance=patient)
+    form = PatientFixForm(request.POST, instance=Patient.objects.get(pk=patient.pk))  # validation mutates it
     if not form.is_valid():
-        return render(request, f"{TEMPLATE}#patient-fix", {"patient": patient, "form": form})
+        response = render(request, f"{TEMPLATE}#patient-fix", {"patient": patient, "form": form})
+        return retarget(response, f"#patient-head-{patient.pk}")
     patient_update(patient=patient, clinic=request.clinic, actor=request.user, **form.cleaned_data)
     return render(request, f"{TEMPLATE}#after-remove", {
         **_cart_context(request), "flash": [f"Saved {patient.full_name}'s details."]})

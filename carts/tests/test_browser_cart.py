@@ -90,6 +90,7 @@ def test_coordinator_builds_edits_and_trims_the_cart(page):
     page.wait_for_selector("tr.line.editing", state="detached")
     assert page.locator("tr.line", has_text="Naltrexone").locator("[data-field=quantity]").inner_text().startswith("60")
     assert "91 units" in page.inner_text("#cart-totals")  # 1 + 60 + 30 (not a reload: the summary re-rendered)
+    assert page.locator("#cart-summary").count() == 1 and page.locator("tr.line").count() == 3
 
     # Remove Lopez's line.
     page.locator("tr.line", has_text="Semaglutide").locator("button:has-text('Remove')").click()

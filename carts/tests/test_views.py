@@ -86,6 +86,30 @@ def test_quick_new_patient_errors_say_what_to_fix(client_alice, line_a):
     assert "Enter a zip code in the format XXXXX or XXXXX-XXXX." in body
 
 
+def test_patient_details_are_fixed_from_the_cart_and_audited(client_alice, line_a):
+    from clinics.models import AuditEntry
+
+    patient = line_a.patient
+    Patient.objects.filter(pk=patient.pk).update(date_of_birth=None, zip_code="")
+    form = client_alice.get(reverse("carts:patient-fix", args=[patient.pk])).content.decode()
+    assert 'name="date_of_birth"' in form and 'name="zip_code"' in form
+    data = {"date_of_birth": "1975-04-02", "phone": "+15125550100", "address_line1": "200 Congress Ave", "address_line2": "",
+            "city": "Austin", "state": "TX", "zip_code": "78701"}
+    body = client_alice.post(reverse("carts:patient-fix", args=[patient.pk]), data).content.decode()
+    assert "Saved Ada Lovelace&#x27;s details." in body and "DOB 04/02/1975" in body
+    patient.refresh_from_db()
+    assert str(patient.date_of_birth) == "1975-04-02" and patient.zip_code == "78701"
+    entry = AuditEntry.objects.get(action="patient.change")
+    assert entry.patient == patient and sorted(entry.detail["fields"]) == ["date_of_birth", "zip_code"]
+
+
+def test_patient_fix_errors_stay_on_the_patient_row(client_alice, line_a):
+    response = client_alice.post(reverse("carts:patient-fix", args=[line_a.patient_id]),
+                                 {"state": "TX", "zip_code": "787", "city": "Austin", "address_line1": "x"})
+    assert response["HX-Retarget"] == f"#patient-head-{line_a.patient_id}"
+    assert "Enter a zip code" in response.content.decode()
+
+
 def test_patient_search_by_name_chart_and_dob(client_alice, line_a):
     PatientFactory(organization=line_a.patient.organization, first_name="Alan", last_name="Turing",
                    chart_id="T-7", date_of_birth="1912-06-23")
