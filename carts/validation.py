@@ -284,13 +284,18 @@ def _check_routing(line, facts: _Facts) -> Iterator[Problem]:
                    f"operations to add a pharmacy that ships {product.name} to {state}.")
 
 
+# Pharmacies' "refill too soon" rule: reordering once three quarters of the supply is used is a
+# normal refill (it ships before the patient runs out); earlier than that looks like a duplicate.
+REFILL_TOO_SOON_FRACTION = 0.25
+
+
 def _check_duplicate_therapy(line, facts: _Facts) -> Iterator[Problem]:
     previous = facts.latest.get((line.patient_id, line.product_id))
     if previous is None or not previous.days_supply:
         return
     received_on = timezone.localdate(previous.placed_at)
     remaining = (received_on + datetime.timedelta(days=previous.days_supply) - facts.today).days
-    if remaining > 0:
+    if remaining > previous.days_supply * REFILL_TOO_SOON_FRACTION:
         yield _problem(line, "product", DUPLICATE_THERAPY,
                        f"{line.patient.full_name} was sent {line.product.name} on {received_on:%b %d, %Y} for "
                        f"{previous.days_supply} days; {_plural(remaining, 'day')} of that supply remain. Remove "

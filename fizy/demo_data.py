@@ -183,9 +183,9 @@ def patients_for(org_name: str):
             "zip_code": zip_code,
         }
         # A few records that the cart's preflight must catch.
-        if i in (5, 17):
+        if i == 5:
             record["date_of_birth"] = None
-        if i in (9,):
+        if i == 9:
             record["address_line1"] = ""
         yield record
 
@@ -195,3 +195,41 @@ ROUTING_RULES = [
     ("Vitalis FL tirzepatide → Harbor", 20, "FZ-TIRZ-10", ["FL"], "Vitalis Telehealth", "harbor"),  # Harbor is out of stock
     ("Colorado NAD+ → Summit", 30, "FZ-NAD-200", ["CO"], None, "summit"),
 ]
+
+# Past orders, so that the refills-due queue has patients on refill day. For each clinic: the
+# patients (by chart id) who got a product some days ago, relative to the day the seed runs.
+# (chart id, product sku, quantity, days supply, days ago, prescriber last name)
+HISTORY_PRESCRIBER_BY_STATE = {"TX": "Patel", "CO": "Patel", "AZ": "Ortega", "NM": "Ortega",
+                               "FL": "Chen", "GA": "Chen", "NY": "Chen", "CA": "Chen", "IL": "Brooks", "WA": "Brooks",
+                               "NC": "Alvarez"}
+HISTORY_SIG = {
+    "FZ-SEMA-25": "Inject 0.25 mg (10 units) subcutaneously once weekly",
+    "FZ-LDN-45": "Take 1 capsule by mouth at bedtime",
+    "FZ-PROG-100": "Take 1 capsule by mouth at bedtime on days 1-25 of the cycle",
+    "FZ-SILD-20": "Dissolve 1 troche under the tongue 1 hour before activity, at most once daily",
+    "FZ-BIEST-80": "Apply 1 g to the inner forearm once daily in the evening",
+    "FZ-B12-5": "Inject 0.5 mL intramuscularly once weekly",
+}
+HISTORY_CLINICAL_DIFFERENCE = ("Patient needs a titration dose below the smallest increment of the commercial "
+                               "pen; documented intolerance to the commercial excipients.")
+_ROTATION = [("FZ-SEMA-25", 1, 28), ("FZ-LDN-45", 30, 30), ("FZ-PROG-100", 30, 30), ("FZ-SILD-20", 30, 30),
+             ("FZ-BIEST-80", 1, 30), ("FZ-B12-5", 1, 28)]
+
+
+def history_for(clinic_login: str, patients: list) -> list[tuple]:
+    """What a clinic ordered before: most of its patients are due for a refill within a week
+    (their supply ends 0–6 days from today), a few later, one already ran out."""
+    rows = []
+    for i, patient in enumerate(patients):
+        sku, quantity, days = _ROTATION[i % len(_ROTATION)]
+        if clinic_login == "austin":
+            ends_in = [2, 5, -1, 0, 6, 3, 1, 4][i % 8] if i < 21 else 20 + i
+        else:
+            ends_in = [3, 12, 5, 25][i % 4]
+        rows.append((patient.chart_id, sku, quantity, days, days - ends_in, HISTORY_PRESCRIBER_BY_STATE[patient.state]))
+    return rows
+
+
+# A patient's first fill was prescribed by a prescriber whose license has since lapsed: the refill
+# is flagged (prescriber_license_expired) until another prescriber is chosen.
+HISTORY_LAPSED_PRESCRIBER = {"BW-1001": "Okafor"}

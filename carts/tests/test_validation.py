@@ -337,6 +337,16 @@ def test_the_warning_clears_once_the_previous_supply_has_run_out(line):
     assert v.DUPLICATE_THERAPY not in codes(v.validate_cart(line.cart, today=TODAY + datetime.timedelta(days=18)))
 
 
+def test_a_refill_in_the_last_quarter_of_the_supply_is_a_normal_refill(line):
+    sent_before(line, days_ago=21, days_supply=28)  # 7 of 28 days left: time to reorder
+    assert v.DUPLICATE_THERAPY not in codes(v.validate_cart(line.cart))
+
+
+def test_a_refill_one_day_before_the_last_quarter_is_too_soon(line):
+    sent_before(line, days_ago=20, days_supply=28)  # 8 of 28 days left
+    assert v.DUPLICATE_THERAPY in codes(v.validate_cart(line.cart))
+
+
 def test_removing_the_duplicate_product_clears_the_warning(line, harbor):
     sent_before(line, days_ago=10, days_supply=28)
     other = ProductFactory()

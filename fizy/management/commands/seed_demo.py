@@ -1,16 +1,21 @@
 """Seed the demo world. Idempotent: a second run finds every row by its natural key."""
 
+import datetime
+
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.utils import timezone
 
 from catalog.models import Offering, Partner, PartnerStateLicense, Product
 from clinics.models import Clinic, DEARegistration, Membership, Organization, Patient, Prescriber, PrescriberLicense
 from fizy import demo_data as data
 from fizy.lib.identifiers import dea_from_base, npi_from_base
 from fizy.lib.payments import SANDBOX_CARDS
+from fulfillment.models import Order, OrderLine, PartnerOrder
+from routing.engine import route_preview
 from routing.models import RoutingRule
 
 STAFF_APPS = ["clinics", "catalog", "routing", "carts", "fulfillment"]
@@ -66,6 +71,7 @@ class Command(BaseCommand):
             for record in data.patients_for(org_name):
                 chart_id = record.pop("chart_id")
                 Patient.objects.update_or_create(organization=org, chart_id=chart_id, defaults=record)
+        self._history(clinics)
 
         self.stdout.write(self.style.SUCCESS(
             f"Demo data ready: {Organization.objects.count()} organizations, {Clinic.objects.count()} clinics, "
@@ -117,6 +123,64 @@ class Command(BaseCommand):
                     partner=partner, product=products[sku],
                     defaults=dict(partner_sku=f"{spec['slug'][:3].upper()}-{sku[3:]}", unit_price=price,
                                   shipping_fee=shipping, stock_quantity=stock),
+                )
+
+    def _history(self, clinics):
+        """Delivered orders from the past weeks, so the refills-due queue is populated on refill day.
+        Each is found again by its reference on a second run."""
+        now = timezone.now()
+        products = {p.sku: p for p in Product.objects.all()}
+        offerings = {(o.product_id, o.partner_id): o for o in Offering.objects.select_related("partner")}
+        by_login = {spec["login"]: clinics[spec["name"]] for specs in data.ORGANIZATIONS.values() for spec in specs}
+        # Austin orders for the Bloom patients it can ship to; Denver for a few Colorado ones; Miami for its own.
+        eligible = lambda p: p.date_of_birth and p.address_is_complete  # noqa: E731
+        plans = {
+            "austin": [p for p in Patient.objects.filter(organization__name="Bloom Wellness Group").order_by("chart_id")
+                       if p.state != "OK" and p.address_is_complete][:24],
+            "denver": [p for p in Patient.objects.filter(organization__name="Bloom Wellness Group", state="CO")
+                       .order_by("-chart_id") if eligible(p)][:3],
+            "miami": [p for p in Patient.objects.filter(organization__name="Vitalis Telehealth").order_by("chart_id")
+                      if eligible(p)][:8],
+        }
+        for login, patients in plans.items():
+            clinic = by_login[login]
+            for chart_id, sku, quantity, days, days_ago, prescriber_name in data.history_for(login, patients):
+                patient = next(p for p in patients if p.chart_id == chart_id)
+                product = products[sku]
+                prescriber = Prescriber.objects.get(
+                    organization=clinic.organization,
+                    last_name=data.HISTORY_LAPSED_PRESCRIBER.get(chart_id, prescriber_name))
+                decision = route_preview(product=product, state=patient.state, quantity=quantity, clinic=clinic)
+                offering = decision.offering or next(o for (pid, _), o in offerings.items() if pid == product.pk)
+                placed_at = now - datetime.timedelta(days=days_ago)
+                landed = offering.unit_price * quantity + offering.shipping_fee
+                order, _ = Order.objects.update_or_create(
+                    payment_reference=f"demo-history-{login}-{chart_id}-{sku}",
+                    defaults=dict(clinic=clinic, placed_at=placed_at, total=landed, payment_gateway="sandbox",
+                                  payment_status=Order.PaymentStatus.CAPTURED, amount_authorized=landed,
+                                  amount_captured=landed, settlement_requested_at=placed_at,
+                                  ship_to={"clinic": clinic.name, "npi": clinic.npi, "dea": clinic.dea_number,
+                                           "address": clinic.address_snapshot()}),
+                )
+                po, _ = PartnerOrder.objects.update_or_create(
+                    order=order, partner=offering.partner,
+                    defaults=dict(status=PartnerOrder.Status.SENT, partner_reference=f"{offering.partner.slug.upper()}-H{order.pk}",
+                                  sent_at=placed_at, subtotal=landed, shipping_fee=offering.shipping_fee, attempts=1),
+                )
+                OrderLine.objects.update_or_create(
+                    order=order, patient=patient, product=product,
+                    defaults=dict(
+                        partner_order=po, prescriber=prescriber, product_name=str(product),
+                        patient_snapshot={"name": patient.full_name, "chart_id": chart_id,
+                                          "address": patient.address_snapshot()},
+                        prescriber_snapshot={"name": str(prescriber), "npi": prescriber.npi},
+                        partner_sku=offering.partner_sku, quantity=quantity, sig=data.HISTORY_SIG[sku],
+                        days_supply=days,
+                        clinical_difference=data.HISTORY_CLINICAL_DIFFERENCE if product.requires_clinical_difference else "",
+                        unit_price=offering.unit_price, shipping_share=offering.shipping_fee, landed_cost=landed,
+                        status=OrderLine.Status.DELIVERED, status_changed_at=placed_at + datetime.timedelta(days=4),
+                        tracking_number=f"1Z{order.pk:06d}DEMO", carrier="UPS",
+                    ),
                 )
 
     def _routing_rules(self, orgs):
