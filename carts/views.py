@@ -1,6 +1,7 @@
 """Coordinator cart pages. Thin: parse, call a service or selector, render a page or partial."""
 
 from django.contrib import messages
+from django.template.defaultfilters import pluralize
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -247,8 +248,9 @@ def checkout(request):
             error = str(exc)
             cart = cart_get_active(clinic=request.clinic)
         else:
-            messages.success(request, f"Order {order.number} placed: {order.lines.count()} lines sent to "
-                                      f"{order.partner_orders.count()} pharmacies. Follow each line here.")
+            lines, pharmacies = order.lines.count(), order.partner_orders.count()
+            messages.success(request, f"Order {order.number} placed: {lines} line{pluralize(lines)} going to "
+                                      f"{pharmacies} pharmac{pluralize(pharmacies, 'y,ies')}. Follow each line here.")
             return redirect("fulfillment:order", pk=order.pk)
     review = selectors.cart_review(cart=cart)
     return render(request, "carts/checkout.html", {

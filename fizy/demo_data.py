@@ -209,6 +209,7 @@ HISTORY_SIG = {
     "FZ-SILD-20": "Dissolve 1 troche under the tongue 1 hour before activity, at most once daily",
     "FZ-BIEST-80": "Apply 1 g to the inner forearm once daily in the evening",
     "FZ-B12-5": "Inject 0.5 mL intramuscularly once weekly",
+    "FZ-NAD-200": "Inject 0.5 mL (100 mg) subcutaneously three times weekly",
 }
 HISTORY_CLINICAL_DIFFERENCE = ("Patient needs a titration dose below the smallest increment of the commercial "
                                "pen; documented intolerance to the commercial excipients.")
@@ -221,9 +222,9 @@ def history_for(clinic_login: str, patients: list) -> list[tuple]:
     (their supply ends 0–6 days from today), a few later, one already ran out."""
     rows = []
     for i, patient in enumerate(patients):
-        sku, quantity, days = _ROTATION[i % len(_ROTATION)]
+        sku, quantity, days = ("FZ-NAD-200", 1, 30) if clinic_login == "denver" else _ROTATION[i % len(_ROTATION)]
         if clinic_login == "austin":
-            ends_in = [2, 5, -1, 0, 6, 3, 1, 4][i % 8] if i < 21 else 20 + i
+            ends_in = [2, 5, -1, 0, 6, 3, 1, 4][i % 8] if i < 20 else 20 + i
         else:
             ends_in = [3, 12, 5, 25][i % 4]
         rows.append((patient.chart_id, sku, quantity, days, days - ends_in, HISTORY_PRESCRIBER_BY_STATE[patient.state]))

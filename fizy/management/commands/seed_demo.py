@@ -132,15 +132,17 @@ class Command(BaseCommand):
         products = {p.sku: p for p in Product.objects.all()}
         offerings = {(o.product_id, o.partner_id): o for o in Offering.objects.select_related("partner")}
         by_login = {spec["login"]: clinics[spec["name"]] for specs in data.ORGANIZATIONS.values() for spec in specs}
-        # Austin orders for the Bloom patients it can ship to; Denver for a few Colorado ones; Miami for its own.
-        eligible = lambda p: p.date_of_birth and p.address_is_complete  # noqa: E731
+        # Austin ordered for 23 Bloom patients (20 of them due this week); Denver ordered NAD+ for
+        # Colorado patients; Miami for its own. Only patients whose records were complete then.
+        complete = lambda p: p.date_of_birth and p.address_is_complete  # noqa: E731
+        bloom = [p for p in Patient.objects.filter(organization__name="Bloom Wellness Group").order_by("chart_id")
+                 if p.state != "OK" and p.address_is_complete]
+        austin = bloom[:23]
         plans = {
-            "austin": [p for p in Patient.objects.filter(organization__name="Bloom Wellness Group").order_by("chart_id")
-                       if p.state != "OK" and p.address_is_complete][:24],
-            "denver": [p for p in Patient.objects.filter(organization__name="Bloom Wellness Group", state="CO")
-                       .order_by("-chart_id") if eligible(p)][:3],
+            "austin": austin,
+            "denver": [p for p in bloom if p.state == "CO" and complete(p)][:4],
             "miami": [p for p in Patient.objects.filter(organization__name="Vitalis Telehealth").order_by("chart_id")
-                      if eligible(p)][:8],
+                      if complete(p)][:8],
         }
         for login, patients in plans.items():
             clinic = by_login[login]
