@@ -31,6 +31,7 @@ from fulfillment.payments import (
     authorization_idempotency_key,
     authorization_metadata,
     order_record_authorization,
+    record_authorization_cancelled,
     record_payment_failure,
 )
 from fulfillment.services import order_queue_dispatch
@@ -209,7 +210,14 @@ def cart_checkout(*, clinic: Clinic, actor, expected_version: int | None = None)
         logger.exception("checkout of cart %s failed after authorization %s; cancelling it",
                          cart.pk, authorization.reference)
         try:
-            gateway.cancel(reference=authorization.reference, idempotency_key=f"fizy-cart-{cart.pk}-v{cart.version}-cancel")
+            gateway.cancel(reference=authorization.reference,
+                           idempotency_key=f"fizy-cart-{cart.pk}-v{cart.version}-cancel")
+            record_authorization_cancelled(
+                clinic=clinic, reference=authorization.reference, amount=authorization.amount,
+                gateway_name=gateway.name, actor=actor,
+                message="The order could not be created after the card was authorized; the authorization was "
+                        "released and nothing was charged.",
+            )
         finally:
             _reopen(cart)
         raise

@@ -126,6 +126,17 @@ def record_payment_failure(
         )
 
 
+def record_authorization_cancelled(
+    *, clinic: Clinic, reference: str, amount: Decimal, gateway_name: str, message: str, actor=None,
+) -> PaymentEvent:
+    """Checkout cancelled an approved authorization because its order could not be created."""
+    with transaction.atomic():
+        return _record(
+            kind=Kind.CANCELLED, clinic=clinic, order=None, amount=amount, gateway_name=gateway_name,
+            reference=reference, message=message, actor=actor,
+        )
+
+
 # --- settlement ---------------------------------------------------------------------------------
 
 

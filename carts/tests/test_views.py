@@ -187,3 +187,27 @@ def test_cart_page_queries_do_not_grow_with_lines(client_alice, clinic_a, django
         with django_assert_max_num_queries(CART_PAGE_QUERIES):
             response = client_alice.get(reverse("carts:cart"))
         assert response.content.decode().count('<tr id="line-') == size
+
+
+def test_a_warning_can_be_acknowledged_and_stops_counting(client_alice, line_a):
+    import datetime
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from carts.validation import DUPLICATE_THERAPY
+    from catalog.tests.factories import PartnerFactory
+    from fulfillment.models import Order, OrderLine, PartnerOrder
+
+    order = Order.objects.create(clinic=line_a.cart.clinic, placed_at=timezone.now() - datetime.timedelta(days=3))
+    OrderLine.objects.create(
+        order=order, partner_order=PartnerOrder.objects.create(order=order, partner=PartnerFactory()),
+        patient=line_a.patient, product=line_a.product, product_name="x", partner_sku="x", quantity=1, sig="x",
+        days_supply=28, unit_price=Decimal("1.00"), landed_cost=Decimal("1.00"), status="delivered")
+    page = client_alice.get(reverse("carts:cart")).content.decode()
+    assert f'data-code="{DUPLICATE_THERAPY}"' in page and "Order anyway" in page
+    body = client_alice.post(reverse("carts:line-acknowledge", args=[line_a.pk]),
+                             {"code": DUPLICATE_THERAPY}).content.decode()
+    assert "(acknowledged)" in body and "Order anyway" not in body
+    line_a.refresh_from_db()
+    assert line_a.acknowledged_warnings == [DUPLICATE_THERAPY]
