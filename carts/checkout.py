@@ -10,8 +10,8 @@ In this order (Saleor's complete_checkout, Oscar's OrderCreator):
 A declined or failed authorization puts the cart back exactly as it was (same lines, same
 version). If step 3 fails after an approval, the authorization is cancelled: never a charge
 without an order. A double submit finds the cart checking out (or already replaced by an empty
-one) and does nothing; the authorization's idempotency key is per cart version, so even a retry
-that reaches the gateway replays the first authorization instead of charging twice.
+one) and does nothing; the authorization's idempotency key is per cart version (and attempt), so
+even a retry that reaches the gateway replays the first authorization instead of charging twice.
 """
 
 import datetime
@@ -104,33 +104,12 @@ def _reopen(cart: Cart) -> None:
         status=Cart.Status.OPEN, checkout_started_at=None)
 
 
-def _prescriber_snapshot(line: CartLine) -> dict:
-    p = line.prescriber
-    state = line.patient.state
-    license_ = next((lic for lic in p.licenses.all() if lic.state == state and lic.is_active()), None)
-    dea = next((reg for reg in p.dea_registrations.all() if reg.state == state and reg.is_active()), None)
-    return {
-        "name": str(p), "npi": p.npi, "dea": dea.number if dea else p.dea_number,
-        "license": {"state": license_.state, "number": license_.number} if license_ else {},
-    }
-
-
-def _patient_snapshot(line: CartLine) -> dict:
-    p = line.patient
-    return {
-        "chart_id": p.chart_id, "first_name": p.first_name, "last_name": p.last_name, "name": p.full_name,
-        "date_of_birth": p.date_of_birth.isoformat() if p.date_of_birth else "", "phone": str(p.phone or ""),
-        "email": p.email, "address": p.address_snapshot(),
-    }
-
-
 def _create_order(*, prepared: _Prepared, actor, authorization, gateway_name: str) -> Order:
     cart, decisions = prepared.cart, prepared.decisions
     clinic = cart.clinic
     order = Order.objects.create(
         clinic=clinic, cart=cart, placed_by=actor, placed_at=timezone.now(), total=prepared.total,
-        ship_to={"clinic": clinic.name, "npi": clinic.npi, "dea": clinic.dea_number,
-                 "address": clinic.address_snapshot()},
+        ship_to=clinic.ship_to_snapshot(),
     )
     partner_orders: dict[int, PartnerOrder] = {}
     for line in prepared.lines:
@@ -146,8 +125,8 @@ def _create_order(*, prepared: _Prepared, actor, authorization, gateway_name: st
     order_lines = OrderLine.objects.bulk_create([
         OrderLine(
             order=order, partner_order=partner_orders[decisions[line.pk].partner.pk], patient=line.patient,
-            product=line.product, prescriber=line.prescriber, patient_snapshot=_patient_snapshot(line),
-            prescriber_snapshot=_prescriber_snapshot(line), product_name=str(line.product),
+            product=line.product, prescriber=line.prescriber, patient_snapshot=line.patient.snapshot(),
+            prescriber_snapshot=line.prescriber.snapshot(state=line.patient.state), product_name=str(line.product),
             partner_sku=decisions[line.pk].offering.partner_sku, quantity=line.quantity, sig=line.sig,
             days_supply=line.days_supply, refills=line.refills, clinical_difference=line.clinical_difference,
             unit_price=decisions[line.pk].unit_price, shipping_share=decisions[line.pk].shipping_share,
@@ -181,21 +160,21 @@ def cart_checkout(*, clinic: Clinic, actor, expected_version: int | None = None)
     try:
         authorization = gateway.authorize(
             amount=prepared.total, currency="usd", customer_id=clinic.stripe_customer_id,
-            payment_method_id=clinic.payment_method_id, idempotency_key=authorization_idempotency_key(cart=cart),
+            payment_method_id=clinic.payment_method_id, idempotency_key=authorization_idempotency_key(cart=cart, payment_method_id=clinic.payment_method_id),
             description=f"Fizy order for {clinic.name} ({len(prepared.lines)} lines)",
             metadata=authorization_metadata(cart=cart),
         )
     except PaymentError as exc:
         _reopen(cart)
         record_payment_failure(clinic=clinic, message=exc.message, reference="", amount=prepared.total,
-                               gateway_name=gateway.name, decline_code=exc.code, actor=actor)
+                               gateway_name=gateway.name, decline_code=exc.code, actor=actor, cart=cart)
         raise PaymentDeclined(f"The payment could not be made: {exc.message} Nothing was charged; "
                               "the cart is unchanged.") from exc
     if not authorization.ok:
         _reopen(cart)
         record_payment_failure(clinic=clinic, message=authorization.message, reference=authorization.reference,
                                amount=prepared.total, gateway_name=gateway.name,
-                               decline_code=authorization.decline_code, actor=actor)
+                               decline_code=authorization.decline_code, actor=actor, cart=cart)
         raise PaymentDeclined(authorization.message + " Nothing was charged; the cart is unchanged.")
     try:
         with transaction.atomic():

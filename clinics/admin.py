@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from fizy.lib.admin import ReadOnlyAdmin
 from fizy.lib.dates import parse_us_or_iso_date
 
 from .models import AuditEntry, Clinic, DEARegistration, Membership, Organization, Patient, Prescriber, PrescriberLicense
@@ -98,18 +99,9 @@ class PatientAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyAdmin):
     list_display = ["at", "actor", "actor_label", "clinic", "patient", "action", "object_type", "object_id"]
     list_filter = ["action", "clinic"]
     search_fields = ["action", "actor__username", "patient__last_name", "patient__chart_id", "object_id"]
     list_select_related = ["actor", "clinic__organization", "patient"]
     date_hierarchy = "at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -105,6 +105,10 @@ class Clinic(PostalAddress):
     def __str__(self):
         return f"{self.name} ({self.organization.name})"
 
+    def ship_to_snapshot(self) -> dict:
+        """Who orders and where it ships, as an order keeps it."""
+        return {"clinic": self.name, "npi": self.npi, "dea": self.dea_number, "address": self.address_snapshot()}
+
 
 class Membership(models.Model):
     class Role(models.TextChoices):
@@ -141,6 +145,16 @@ class Prescriber(models.Model):
     def __str__(self):
         suffix = f", {self.credentials}" if self.credentials else ""
         return f"{self.first_name} {self.last_name}{suffix}"
+
+    def snapshot(self, *, state: str) -> dict:
+        """The prescriber as an order for a patient in ``state`` keeps them: the license and DEA
+        registration valid there. Reads ``licenses`` and ``dea_registrations`` (prefetch them)."""
+        license_ = next((c for c in self.licenses.all() if c.state == state and c.is_active()), None)
+        dea = next((c for c in self.dea_registrations.all() if c.state == state and c.is_active()), None)
+        return {
+            "name": str(self), "npi": self.npi, "dea": dea.number if dea else self.dea_number,
+            "license": {"state": license_.state, "number": license_.number} if license_ else {},
+        }
 
 
 class _StateCredential(models.Model):
@@ -217,6 +231,14 @@ class Patient(PostalAddress):
     @property
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}"
+
+    def snapshot(self) -> dict:
+        """The patient as an order keeps them, whatever changes on the record later."""
+        return {
+            "chart_id": self.chart_id, "first_name": self.first_name, "last_name": self.last_name,
+            "name": self.full_name, "date_of_birth": self.date_of_birth.isoformat() if self.date_of_birth else "",
+            "phone": str(self.phone or ""), "email": self.email, "address": self.address_snapshot(),
+        }
 
 
 class AuditEntry(models.Model):

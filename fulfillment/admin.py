@@ -8,6 +8,8 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
+from fizy.lib.admin import ReadOnlyAdmin
+
 from .models import LineEvent, Order, OrderLine, PartnerOrder, PaymentEvent, WebhookEvent
 from .services import DispatchError, line_set_status_by_staff, partner_order_retry_dispatch
 from .status import LineStatusError, allowed_targets
@@ -25,19 +27,6 @@ class ReadOnlyInline(admin.TabularInline):
         return False
 
     def has_change_permission(self, request, obj=None):
-        return False
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """View-only: rows are written by the system, never by hand."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
         return False
 
 

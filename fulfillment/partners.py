@@ -56,75 +56,42 @@ class PartnerOrderAnswer:
 # --- payload -----------------------------------------------------------------------------------
 
 
-def _first(mapping: dict, *keys, default=""):
-    for key in keys:
-        value = mapping.get(key)
-        if value not in (None, ""):
-            return value
-    return default
-
-
-def _address(snapshot: dict, fallback) -> dict:
-    """An address from a snapshot: nested under ``address`` or flat (``line1``…), else the live record."""
-    nested = snapshot.get("address") if isinstance(snapshot.get("address"), dict) else snapshot
-    if _first(nested, "line1", "address_line1"):
-        return {
-            "line1": _first(nested, "line1", "address_line1"),
-            "line2": _first(nested, "line2", "address_line2"),
-            "city": _first(nested, "city"),
-            "state": _first(nested, "state"),
-            "zip": _first(nested, "zip", "zip_code"),
-        }
-    return fallback.address_snapshot()
-
-
 def _patient(line: OrderLine) -> dict:
-    snap, live = line.patient_snapshot or {}, line.patient
-    dob = _first(snap, "date_of_birth", "dob", default=live.date_of_birth.isoformat() if live.date_of_birth else "")
+    snap = line.patient_snapshot  # Patient.snapshot() at checkout
     return {
-        "id": live.pk,
-        "chart_id": _first(snap, "chart_id", default=live.chart_id),
-        "first_name": _first(snap, "first_name", default=live.first_name),
-        "last_name": _first(snap, "last_name", default=live.last_name),
-        "date_of_birth": str(dob),
-        "phone": str(_first(snap, "phone", default=str(live.phone or ""))),
-        "address": _address(snap, live),
+        "id": line.patient_id,
+        **{key: snap.get(key, "") for key in ("chart_id", "first_name", "last_name", "date_of_birth", "phone")},
+        "address": snap.get("address", {}),
     }
 
 
 def _prescriber(line: OrderLine) -> dict:
-    snap, live = line.prescriber_snapshot or {}, line.prescriber
-    license_ = snap.get("license") if isinstance(snap.get("license"), dict) else {}
+    snap = line.prescriber_snapshot  # Prescriber.snapshot(state=…) at checkout
+    license_ = snap.get("license") or {}
     return {
-        "name": _first(snap, "name", default=str(live) if live else ""),
-        "npi": _first(snap, "npi", default=live.npi if live else ""),
-        "license_state": _first(license_, "state", default=_first(snap, "license_state")),
-        "license_number": _first(license_, "number", default=_first(snap, "license_number")),
-        "dea_number": _first(snap, "dea", "dea_number", default=live.dea_number if live else ""),
+        "name": snap.get("name", ""),
+        "npi": snap.get("npi", ""),
+        "license_state": license_.get("state", ""),
+        "license_number": license_.get("number", ""),
+        "dea_number": snap.get("dea", ""),
     }
 
 
 def build_order_payload(partner_order: PartnerOrder, lines: list[OrderLine]) -> dict:
     """The JSON body of ``POST {api_base_url}/orders`` for these lines of ``partner_order``.
 
-    Reads the snapshots taken at checkout (``Order.ship_to``, ``OrderLine.patient_snapshot``,
-    ``prescriber_snapshot``, product name, SKU, SIG…); the live records only fill keys a
-    snapshot lacks. ``lines`` should come with ``patient``, ``prescriber`` and ``product``
-    selected."""
+    Reads only the snapshots taken at checkout (``Order.ship_to`` from Clinic.ship_to_snapshot,
+    ``OrderLine.patient_snapshot``, ``prescriber_snapshot``, product name, SKU, SIG…), so a
+    retry sends exactly what was ordered. ``lines`` should come with ``product`` selected."""
     order = partner_order.order
-    clinic = order.clinic
-    ship_to = order.ship_to or {}
+    ship_to = order.ship_to
     return {
         "protocol": PROTOCOL_VERSION,
         "order_id": partner_order.pk,
         "fizy_order_number": order.number,
         "placed_at": order.placed_at.isoformat(),
-        "clinic": {
-            "name": _first(ship_to, "clinic", "name", "clinic_name", default=clinic.name),
-            "npi": _first(ship_to, "npi", default=clinic.npi),
-            "dea_number": _first(ship_to, "dea", "dea_number", default=clinic.dea_number),
-        },
-        "ship_to": _address(ship_to, clinic),
+        "clinic": {"name": ship_to.get("clinic", ""), "npi": ship_to.get("npi", ""), "dea_number": ship_to.get("dea", "")},
+        "ship_to": ship_to.get("address", {}),
         "lines": [
             {
                 "line_id": line.pk,

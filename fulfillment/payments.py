@@ -52,9 +52,15 @@ class PaymentServiceError(Exception):
 # --- helpers shared with checkout ---------------------------------------------------------------
 
 
-def authorization_idempotency_key(*, cart: Cart) -> str:
-    """One authorization per cart version: a double submit replays the same PaymentIntent."""
-    return f"fizy-cart-{cart.pk}-v{cart.version}-authorize"
+def authorization_idempotency_key(*, cart: Cart, payment_method_id: str = "") -> str:
+    """One authorization per attempt at a cart version: a double submit replays the same
+    PaymentIntent, but after a decline the next attempt (a new card, or the same card once the
+    bank agrees) gets a key of its own — Stripe would otherwise replay the decline."""
+    failed = PaymentEvent.objects.filter(
+        clinic_id=cart.clinic_id, kind=Kind.FAILED, order=None,
+        payload__cart=cart.pk, payload__cart_version=cart.version,
+    ).count()
+    return f"fizy-cart-{cart.pk}-v{cart.version}-{payment_method_id or 'card'}-a{failed}-authorize"
 
 
 def authorization_metadata(*, cart: Cart) -> dict[str, str]:
@@ -116,13 +122,17 @@ def order_record_authorization(
 
 def record_payment_failure(
     *, clinic: Clinic, message: str, reference: str, amount: Decimal, gateway_name: str,
-    decline_code: str = "", actor=None,
+    decline_code: str = "", actor=None, cart: Cart | None = None,
 ) -> PaymentEvent:
-    """A declined or failed authorization at checkout: no order, but a row that says why."""
+    """A declined or failed authorization at checkout: no order, but a row that says why (and
+    which cart version it was for, so the next attempt gets a fresh idempotency key)."""
+    payload = {"decline_code": decline_code}
+    if cart is not None:
+        payload.update(cart=cart.pk, cart_version=cart.version)
     with transaction.atomic():
         return _record(
             kind=Kind.FAILED, clinic=clinic, order=None, amount=amount, gateway_name=gateway_name,
-            reference=reference, message=message, actor=actor, payload={"decline_code": decline_code},
+            reference=reference, message=message, actor=actor, payload=payload,
         )
 
 

@@ -6,7 +6,7 @@ from django.urls import reverse
 from carts.checkout import CheckoutBlocked, CheckoutError, PaymentDeclined, cart_checkout
 from carts.models import Cart, CartLine
 from clinics.models import AuditEntry
-from fulfillment.models import Order, OrderLine, PaymentEvent, PartnerOrder
+from fulfillment.models import Order, PaymentEvent, PartnerOrder
 
 pytestmark = pytest.mark.django_db
 

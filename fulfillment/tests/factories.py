@@ -10,41 +10,13 @@ from clinics.tests.factories import ClinicFactory, PatientFactory, PrescriberFac
 from fulfillment.models import Order, OrderLine, PartnerOrder
 
 
-def ship_to_snapshot(clinic) -> dict:
-    return {"name": clinic.name, "npi": clinic.npi, "dea": clinic.dea_number, "address": clinic.address_snapshot()}
-
-
-def patient_snapshot(patient) -> dict:
-    return {
-        "chart_id": patient.chart_id,
-        "first_name": patient.first_name,
-        "last_name": patient.last_name,
-        "name": patient.full_name,
-        "date_of_birth": patient.date_of_birth.isoformat() if patient.date_of_birth else "",
-        "phone": str(patient.phone or ""),
-        "address": patient.address_snapshot(),
-    }
-
-
-def prescriber_snapshot(prescriber) -> dict:
-    if prescriber is None:
-        return {}
-    license_ = prescriber.licenses.first()
-    return {
-        "name": str(prescriber),
-        "npi": prescriber.npi,
-        "dea": prescriber.dea_number,
-        "license": {"state": license_.state, "number": license_.number} if license_ else {},
-    }
-
-
 class OrderFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Order
 
     clinic = factory.SubFactory(ClinicFactory)
     placed_at = factory.LazyFunction(timezone.now)
-    ship_to = factory.LazyAttribute(lambda o: ship_to_snapshot(o.clinic))
+    ship_to = factory.LazyAttribute(lambda o: o.clinic.ship_to_snapshot())
     total = Decimal("0.00")
     payment_gateway = "sandbox"
     payment_reference = factory.Sequence(lambda n: f"pi_sandbox_{n}")
@@ -70,8 +42,8 @@ class OrderLineFactory(factory.django.DjangoModelFactory):
     prescriber = factory.LazyAttribute(
         lambda o: PrescriberLicenseFactory(prescriber=PrescriberFactory(organization=o.order.clinic.organization)).prescriber
     )
-    patient_snapshot = factory.LazyAttribute(lambda o: patient_snapshot(o.patient))
-    prescriber_snapshot = factory.LazyAttribute(lambda o: prescriber_snapshot(o.prescriber))
+    patient_snapshot = factory.LazyAttribute(lambda o: o.patient.snapshot())
+    prescriber_snapshot = factory.LazyAttribute(lambda o: o.prescriber.snapshot(state=o.patient.state) if o.prescriber else {})
     product_name = factory.LazyAttribute(lambda o: str(o.product))
     partner_sku = factory.Sequence(lambda n: f"PSKU-L{n:05d}")
     quantity = 2

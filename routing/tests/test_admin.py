@@ -1,9 +1,8 @@
-from decimal import Decimal
 
 import pytest
 from django.urls import reverse
 
-from catalog.tests.factories import OfferingFactory, PartnerFactory, ProductFactory
+from catalog.tests.factories import ProductFactory
 from clinics.tests.factories import ClinicFactory, OrganizationFactory, UserFactory
 from routing.models import RoutingRule
 from routing.tests.factories import RoutingRuleFactory
@@ -12,25 +11,6 @@ pytestmark = pytest.mark.django_db
 
 CHANGELIST = "admin:routing_routingrule_changelist"
 TEST_ROUTE = "admin:routing_routingrule_test_route"
-
-
-@pytest.fixture
-def glp1():
-    return ProductFactory(name="Semaglutide")
-
-
-@pytest.fixture
-def harbor(glp1):
-    partner = PartnerFactory(name="Harbor", states=["CA", "TX"])
-    OfferingFactory(partner=partner, product=glp1, unit_price=Decimal("150.00"), shipping_fee=Decimal("14.00"))
-    return partner
-
-
-@pytest.fixture
-def cedar(glp1):
-    partner = PartnerFactory(name="Cedar", states=["TX"])
-    OfferingFactory(partner=partner, product=glp1, unit_price=Decimal("155.00"), shipping_fee=Decimal("12.00"))
-    return partner
 
 
 def rule_form(**fields):

@@ -61,10 +61,6 @@ def test_a_declined_card_leaves_the_cart_unchanged_and_a_new_card_orders_the_sam
     assert Cart.objects.get(pk=cart.pk).status == Cart.Status.SUBMITTED
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "The authorization's idempotency key is per cart version only (fulfillment/payments.py "
-    "authorization_idempotency_key), so after a decline the same cart re-uses the key with the new "
-    "card and Stripe replays the stored decline (or refuses the changed parameters)."))
 def test_with_stripe_a_new_card_after_a_decline_orders_the_same_cart(
     client_alice, clinic_a, clinic_admin_a, world_a, partners, fake_stripe, django_capture_on_commit_callbacks
 ):

@@ -161,8 +161,7 @@ class Command(BaseCommand):
                     defaults=dict(clinic=clinic, placed_at=placed_at, total=landed, payment_gateway="sandbox",
                                   payment_status=Order.PaymentStatus.CAPTURED, amount_authorized=landed,
                                   amount_captured=landed, settlement_requested_at=placed_at,
-                                  ship_to={"clinic": clinic.name, "npi": clinic.npi, "dea": clinic.dea_number,
-                                           "address": clinic.address_snapshot()}),
+                                  ship_to=clinic.ship_to_snapshot()),
                 )
                 po, _ = PartnerOrder.objects.update_or_create(
                     order=order, partner=offering.partner,
@@ -173,9 +172,8 @@ class Command(BaseCommand):
                     order=order, patient=patient, product=product,
                     defaults=dict(
                         partner_order=po, prescriber=prescriber, product_name=str(product),
-                        patient_snapshot={"name": patient.full_name, "chart_id": chart_id,
-                                          "address": patient.address_snapshot()},
-                        prescriber_snapshot={"name": str(prescriber), "npi": prescriber.npi},
+                        patient_snapshot=patient.snapshot(),
+                        prescriber_snapshot=prescriber.snapshot(state=patient.state),
                         partner_sku=offering.partner_sku, quantity=quantity, sig=data.HISTORY_SIG[sku],
                         days_supply=days,
                         clinical_difference=data.HISTORY_CLINICAL_DIFFERENCE if product.requires_clinical_difference else "",
