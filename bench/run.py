@@ -422,7 +422,6 @@ def profile(world) -> str:
     from bench.world import build_cart, empty_cart
     from carts.selectors import cart_review
     from carts.services import cart_get_active
-    from fulfillment.webhooks import webhook_headers
 
     out = io.StringIO()
 

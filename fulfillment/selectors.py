@@ -1,8 +1,12 @@
 """Reads of submitted orders that pages and other apps need (the public read API of fulfillment)."""
 
-from django.db.models import F, OuterRef, Subquery
+from datetime import timedelta
 
-from .models import OrderLine
+from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.utils import timezone
+
+from .models import LineEvent, Order, OrderLine
+from .status import NEEDS_ATTENTION, TERMINAL
 
 # Lines that never reached the patient do not count as "what they last got".
 NOT_RECEIVED = [OrderLine.Status.REJECTED, OrderLine.Status.CANCELLED, OrderLine.Status.FAILED]
@@ -32,14 +36,6 @@ def latest_lines_by_patient_product(*, patient_ids=None, clinic=None) -> dict[tu
 
 
 # --- coordinator pages -------------------------------------------------------------------------
-
-from datetime import timedelta  # noqa: E402
-
-from django.db.models import Count, Q  # noqa: E402
-from django.utils import timezone  # noqa: E402
-
-from .models import LineEvent, Order  # noqa: E402
-from .status import NEEDS_ATTENTION, TERMINAL  # noqa: E402
 
 S = OrderLine.Status
 STATUS_TONE = {

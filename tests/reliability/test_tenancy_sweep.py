@@ -10,9 +10,8 @@ whoever adds it decides how it is protected."""
 import re
 
 import pytest
-from django.contrib import admin
 from django.contrib.contenttypes.models import ContentType
-from django.urls import URLPattern, URLResolver, get_resolver
+from django.urls import URLResolver, get_resolver
 
 from carts.models import Cart, CartLine
 from carts.services import LineInput, cart_add_lines

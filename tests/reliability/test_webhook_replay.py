@@ -8,11 +8,9 @@ is about well-formed events delivered the way real networks deliver them.)"""
 
 import itertools
 import json
-import threading
 import time
 
 import pytest
-from django.db import connection
 from django.test import Client
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
