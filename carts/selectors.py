@@ -142,6 +142,10 @@ class RefillDue:
     def key(self) -> str:
         return f"{self.patient.pk}:{self.product.pk}"
 
+    @property
+    def days_overdue(self) -> int:
+        return max(0, -self.days_left)
+
 
 def refills_due(*, clinic: Clinic, within_days: int = 7, cart: Cart | None = None, today=None) -> list[RefillDue]:
     """The clinic's patients whose last order line of a product runs out (order date + days

@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.http import HttpResponse
 from django.urls import include, path
 
 from fulfillment.stripe_webhooks import stripe_events
@@ -8,7 +9,12 @@ admin.site.site_header = "Fizy pharmacy operations"
 admin.site.site_title = "Fizy ops"
 admin.site.index_title = "Partners, catalog, routing and orders"
 
+def favicon(request):
+    return HttpResponse(status=204)  # no icon; answer so browsers do not log a 404 on every page
+
+
 urlpatterns = [
+    path("favicon.ico", favicon, name="favicon"),
     path("admin/", admin.site.urls),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

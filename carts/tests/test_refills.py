@@ -71,6 +71,7 @@ def test_add_selected_refills_in_one_request_copies_the_last_order(client_alice,
     monkeypatch.setattr("django.utils.timezone.localdate", lambda *a, **k: TODAY)
     page = client_alice.get(reverse("carts:refills"), {"days": 7}).content.decode()
     assert "Soon" in page and "Overdue" in page and "Later" not in page and "OtherClinic" not in page
+    assert "ran out 3 days ago" in page and "in 5 days" in page
     due = refills_due(clinic=clinic_a, within_days=7, today=TODAY)
     response = client_alice.post(reverse("carts:refills"), {"days": 7, "item": [d.key for d in due]})
     assert response.status_code == 302 and response["Location"] == reverse("carts:cart")

@@ -43,7 +43,7 @@ OWN_CLINIC = {
     "carts:import-sample", "fulfillment:orders", "fulfillment:attention",
 }
 # Anyone may reach these.
-PUBLIC = {"login", "logout"}
+PUBLIC = {"login", "logout", "favicon"}
 # Machine endpoints authenticated by a signature or an API key, never by a session.
 SIGNED_APIS = {
     "fulfillment:partner-events": {"slug": "partner_slug"},
