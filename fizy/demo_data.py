@@ -218,16 +218,16 @@ _ROTATION = [("FZ-SEMA-25", 1, 28), ("FZ-LDN-45", 30, 30), ("FZ-PROG-100", 30, 3
 
 
 def history_for(clinic_login: str, patients: list) -> list[tuple]:
-    """What a clinic ordered before: most of its patients are due for a refill within a week
-    (their supply ends 0–6 days from today), a few later, one already ran out."""
+    """What a clinic ordered before: for Austin, 20 patients whose supply ends 0–6 days from today
+    (one ran out yesterday) and a few ordered last week; for the others, a mix."""
     rows = []
     for i, patient in enumerate(patients):
         sku, quantity, days = ("FZ-NAD-200", 1, 30) if clinic_login == "denver" else _ROTATION[i % len(_ROTATION)]
         if clinic_login == "austin":
-            ends_in = [2, 5, -1, 0, 6, 3, 1, 4][i % 8] if i < 20 else 20 + i
+            days_ago = days - [2, 5, -1, 0, 6, 3, 1, 4][i % 8] if i < 20 else 3 + i % 5
         else:
-            ends_in = [3, 12, 5, 25][i % 4]
-        rows.append((patient.chart_id, sku, quantity, days, days - ends_in, HISTORY_PRESCRIBER_BY_STATE[patient.state]))
+            days_ago = days - [3, 12, 5, 25][i % 4]
+        rows.append((patient.chart_id, sku, quantity, days, days_ago, HISTORY_PRESCRIBER_BY_STATE[patient.state]))
     return rows
 
 

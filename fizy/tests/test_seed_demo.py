@@ -53,3 +53,17 @@ def test_every_seeded_row_passes_model_validation():
         for model in apps.get_app_config(app).get_models():
             for obj in model.objects.all():
                 obj.full_clean()
+
+
+@pytest.mark.django_db
+def test_seeded_history_is_in_the_past_and_fills_the_refill_queue():
+    from django.utils import timezone
+
+    from carts.selectors import refills_due
+    from fulfillment.models import Order
+
+    call_command("seed_demo")
+    assert Order.objects.exists()
+    assert not Order.objects.filter(placed_at__gt=timezone.now()).exists()
+    austin = Clinic.objects.get(name="Bloom Wellness — Austin")
+    assert len(refills_due(clinic=austin, within_days=7)) == 20
