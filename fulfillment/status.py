@@ -16,7 +16,6 @@ Every attempt, applied or refused, is a :class:`~fulfillment.models.LineEvent`.
 from __future__ import annotations
 
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from clinics.audit import audit_record
@@ -72,6 +71,11 @@ def can_transition(from_status: str, to_status: str) -> bool:
     return to_status in TRANSITIONS.get(from_status, frozenset())
 
 
+def refusal_message(from_status: str, to_status: str) -> str:
+    """Why the state machine refuses ``from_status → to_status``, in words a partner or a user reads."""
+    return f"A line that is {S(from_status).label.lower()} cannot become {S(to_status).label.lower()}."
+
+
 def line_apply_status(
     *,
     line: OrderLine,
@@ -93,55 +97,84 @@ def line_apply_status(
     When the change gives the order's last open line its final answer, payment settlement is
     queued after commit.
     """
+    with transaction.atomic():
+        locked = OrderLine.objects.select_for_update().select_related("order__clinic", "patient").get(pk=line.pk)
+        event = locked_line_apply_status(
+            line=locked, to=to, source=source, actor=actor, actor_label=actor_label, reason=reason,
+            payload=payload, tracking_number=tracking_number, carrier=carrier,
+        )
+    _refresh(line, locked)
+    if not event.applied:
+        raise IllegalTransition(refusal_message(event.from_status, to), event=event)
+    return event
+
+
+def locked_line_apply_status(
+    *,
+    line: OrderLine,
+    to: str,
+    source: str,
+    actor=None,
+    actor_label: str = "",
+    reason: str = "",
+    payload: dict | None = None,
+    tracking_number: str = "",
+    carrier: str = "",
+) -> LineEvent:
+    """:func:`line_apply_status` for a caller that has already locked ``line`` with
+    ``select_for_update()`` inside its own ``transaction.atomic()`` (the partner webhook reads the
+    line once, with its lock, instead of a plain read and a locked re-read).
+
+    Writes the same rows in the caller's transaction and updates ``line`` in place. It raises
+    nothing for a refused change: the returned LineEvent has ``applied=False``, and the caller
+    decides what a refusal means for it.
+    """
     if to not in S.values:
         raise LineStatusError(f"Unknown line status {to!r}.")
     if source not in Source.values:
         raise LineStatusError(f"Unknown event source {source!r}.")
+    if not transaction.get_connection().in_atomic_block:
+        raise LineStatusError("locked_line_apply_status needs the caller's transaction holding the line's lock.")
     authed_actor = actor if getattr(actor, "is_authenticated", False) else None
-    with transaction.atomic():
-        locked = OrderLine.objects.select_for_update().select_related("order__clinic", "patient").get(pk=line.pk)
-        from_status = locked.status
-        applied = can_transition(from_status, to)
-        event = LineEvent.objects.create(
-            line=locked,
-            from_status=from_status,
-            to_status=to,
-            applied=applied,
-            source=source,
+    from_status = line.status
+    applied = can_transition(from_status, to)
+    event = LineEvent.objects.create(
+        line=line,
+        from_status=from_status,
+        to_status=to,
+        applied=applied,
+        source=source,
+        actor=authed_actor,
+        actor_label=actor_label,
+        reason=reason,
+        payload=payload or {},
+    )
+    if not applied:
+        return event
+    line.status = to
+    line.status_reason = reason
+    line.status_changed_at = event.at
+    fields = ["status", "status_reason", "status_changed_at"]
+    if tracking_number:
+        line.tracking_number = tracking_number
+        fields.append("tracking_number")
+    if carrier:
+        line.carrier = carrier
+        fields.append("carrier")
+    line.save(update_fields=fields)
+    if source != Source.WEBHOOK:
+        audit_record(
+            action="order_line.status_changed",
             actor=authed_actor,
             actor_label=actor_label,
-            reason=reason,
-            payload=payload or {},
+            clinic=line.order.clinic,
+            patient=line.patient,
+            obj=line,
+            detail={"from": from_status, "to": to, "source": source, "order_id": line.order_id},
         )
-        if applied:
-            locked.status = to
-            locked.status_reason = reason
-            locked.status_changed_at = event.at
-            fields = ["status", "status_reason", "status_changed_at"]
-            if tracking_number:
-                locked.tracking_number = tracking_number
-                fields.append("tracking_number")
-            if carrier:
-                locked.carrier = carrier
-                fields.append("carrier")
-            locked.save(update_fields=fields)
-            if source != Source.WEBHOOK:
-                audit_record(
-                    action="order_line.status_changed",
-                    actor=authed_actor,
-                    actor_label=actor_label,
-                    clinic=locked.order.clinic,
-                    patient=locked.patient,
-                    obj=locked,
-                    detail={"from": from_status, "to": to, "source": source, "order_id": locked.order_id},
-                )
-            if to in ANSWERED and from_status not in ANSWERED:
-                order_request_settlement_if_answered(order_id=locked.order_id)
-    _refresh(line, locked)
-    if not applied:
-        raise IllegalTransition(
-            f"A line that is {S(from_status).label.lower()} cannot become {S(to).label.lower()}.", event=event
-        )
+    # Only a line's first final answer can complete the order; other moves skip the check.
+    if to in ANSWERED and from_status not in ANSWERED:
+        order_request_settlement_if_answered(order_id=line.order_id)
     return event
 
 
@@ -152,13 +185,20 @@ def _refresh(line: OrderLine, fresh: OrderLine) -> None:
 
 def order_request_settlement_if_answered(*, order_id: int) -> bool:
     """When every line of the order has its final answer, queue payment settlement once (after
-    commit). The claim is a conditional update on ``Order.settlement_requested_at``, so concurrent
-    webhooks for the last two lines queue it once. True when this call queued it."""
+    commit). True when this call queued it.
+
+    Call it in the transaction that gave a line its answer. It locks the order row first: two
+    lines answered at the same time are then judged one after the other, and the second sees the
+    first's answer (without the lock each could see the other still open, and neither would
+    queue settlement). ``settlement_requested_at`` on the locked row makes it happen once."""
     from django_q.tasks import async_task
 
+    order = Order.objects.select_for_update().only("settlement_requested_at").get(pk=order_id)
+    if order.settlement_requested_at is not None:
+        return False
     if OrderLine.objects.filter(order_id=order_id).exclude(status__in=ANSWERED).exists():
         return False
-    claimed = Order.objects.filter(Q(pk=order_id), Q(settlement_requested_at__isnull=True)).update(
+    claimed = Order.objects.filter(pk=order_id, settlement_requested_at__isnull=True).update(
         settlement_requested_at=timezone.now()
     )
     if not claimed:

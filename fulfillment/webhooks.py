@@ -22,7 +22,7 @@ from rest_framework import serializers
 from catalog.models import Partner
 
 from .models import LineEvent, OrderLine, WebhookEvent
-from .status import IllegalTransition, line_apply_status
+from .status import locked_line_apply_status, refusal_message
 
 TIMESTAMP_HEADER = "X-Fizy-Timestamp"
 SIGNATURE_HEADER = "X-Fizy-Signature"
@@ -135,9 +135,13 @@ def _parse(body: bytes) -> tuple[dict | None, dict]:
 
 def partner_event_receive(*, slug: str, headers: Mapping[str, str], body: bytes, now: float | None = None) -> WebhookResult:
     """Store, verify, validate and apply one webhook request. Never raises for bad input: the
-    answer (status code and JSON) says what was wrong, and the WebhookEvent records it."""
+    answer (status code and JSON) says what was wrong, and the WebhookEvent records it.
+
+    An applied event costs two commits: the WebhookEvent's INSERT (committed on its own, so that
+    nothing received is lost whatever happens next), then one transaction that locks the line,
+    claims the event id, records the change and the event's outcome."""
     headers = {str(k).lower(): str(v) for k, v in headers.items()}
-    partner = Partner.objects.filter(slug=slug).first()
+    partner = Partner.objects.only("id", "name", "webhook_secret").filter(slug=slug).first()
     event = WebhookEvent.objects.create(
         partner=partner,
         partner_slug=_clean(slug, 60),
@@ -153,19 +157,34 @@ def partner_event_receive(*, slug: str, headers: Mapping[str, str], body: bytes,
     if data is None:
         return _finish(event, Outcome.INVALID, 400, error)
     event.event_id = data["event_id"]
-    line = OrderLine.objects.filter(pk=data["line_id"], partner_order__partner=partner).first()
-    if line is None:
-        return _finish(event, Outcome.UNKNOWN_LINE, 404, {"error": f"No line {data['line_id']} was sent to {partner.name}."})
-    duplicate = {"status": "duplicate", "event_id": event.event_id, "detail": "Already applied; acknowledged."}
-    if WebhookEvent.objects.filter(partner=partner, event_id=event.event_id, outcome=Outcome.APPLIED).exists():
-        return _finish(event, Outcome.DUPLICATE, 200, duplicate)
     try:
-        return _apply(event, partner, line, data)
-    except IntegrityError:  # the same event id applied concurrently by another request
+        with transaction.atomic():
+            # The line is read once, with its lock (only its own row: not the partner order's,
+            # which would make every event of that partner order wait for the others).
+            line = (
+                OrderLine.objects.select_for_update(of=("self",))
+                .filter(pk=data["line_id"], partner_order__partner=partner)
+                .first()
+            )
+            if line is None:
+                return _finish(event, Outcome.UNKNOWN_LINE, 404, {"error": f"No line {data['line_id']} was sent to {partner.name}."})
+            return _apply(event, partner, line, data)
+    except IntegrityError:
+        # webhook_event_applied_once: this event id is already applied (or was applied by a
+        # concurrent request while we waited). The transaction rolled back before touching the line.
+        duplicate = {"status": "duplicate", "event_id": event.event_id, "detail": "Already applied; acknowledged."}
         return _finish(event, Outcome.DUPLICATE, 200, duplicate)
 
 
 def _apply(event: WebhookEvent, partner: Partner, line: OrderLine, data: dict) -> WebhookResult:
+    """Apply the event to ``line``, which the caller has locked in its transaction."""
+    # Claim the event id before the line is touched: marking this row applied is what the
+    # webhook_event_applied_once constraint checks, so a replay fails here with IntegrityError
+    # (and is answered "duplicate", not recorded on the line as a refused move).
+    event.outcome = Outcome.APPLIED
+    event.error = ""
+    event.processed_at = timezone.now()
+    event.save(update_fields=["outcome", "error", "processed_at", "event_id"])
     payload = {
         "webhook_event": event.pk,
         "event_id": data["event_id"],
@@ -175,17 +194,18 @@ def _apply(event: WebhookEvent, partner: Partner, line: OrderLine, data: dict) -
         "tracking_number": data["tracking_number"],
         "carrier": data["carrier"],
     }
-    with transaction.atomic():
-        try:
-            line_apply_status(
-                line=line, to=data["status"], source=LineEvent.Source.WEBHOOK, actor_label=partner.name,
-                reason=data["reason"], payload=payload,
-                tracking_number=data["tracking_number"], carrier=data["carrier"],
-            )
-        except IllegalTransition as refused:
-            body = {"status": "ignored", "event_id": event.event_id, "line_status": line.status, "detail": str(refused)}
-            if line.status == LS.PENDING:
-                # Our dispatch has not recorded the line as sent yet: ask the partner to retry.
-                return _finish(event, Outcome.IGNORED, 409, {**body, "error": "The line is not sent yet; retry later."})
-            return _finish(event, Outcome.IGNORED, 200, body)
-        return _finish(event, Outcome.APPLIED, 200, {"status": "applied", "event_id": event.event_id, "line_status": line.status})
+    change = locked_line_apply_status(
+        line=line, to=data["status"], source=LineEvent.Source.WEBHOOK, actor_label=partner.name,
+        reason=data["reason"], payload=payload,
+        tracking_number=data["tracking_number"], carrier=data["carrier"],
+    )
+    if change.applied:
+        return WebhookResult(
+            status_code=200, data={"status": "applied", "event_id": event.event_id, "line_status": line.status}, event=event
+        )
+    refused = refusal_message(change.from_status, change.to_status)
+    body = {"status": "ignored", "event_id": event.event_id, "line_status": line.status, "detail": refused}
+    if line.status == LS.PENDING:
+        # Our dispatch has not recorded the line as sent yet: ask the partner to retry.
+        return _finish(event, Outcome.IGNORED, 409, {**body, "error": "The line is not sent yet; retry later."})
+    return _finish(event, Outcome.IGNORED, 200, body)

@@ -194,3 +194,67 @@ def test_random_bodies_never_cause_a_500(client, sent_line, partner):
     throw()
     assert 400 in seen and WebhookEvent.objects.count() >= 1000
     assert not WebhookEvent.objects.filter(outcome=W.RECEIVED).exists()  # every request got an outcome
+
+
+@pytest.mark.parametrize("lines", [2, 20])
+def test_an_event_costs_a_fixed_number_of_queries_whatever_the_order_size(
+    client, django_assert_max_num_queries, settle_calls, lines
+):
+    order = order_with_lines(lines_per_partner=lines)
+    OrderLine.objects.filter(order=order).update(status=S.SENT)
+    line = order.lines.select_related("partner_order__partner").order_by("pk").first()
+    partner = line.partner_order.partner
+    accepted = event_body(line, "accepted", event_id="q-accepted")
+    # Partner, store the request; then in one transaction: lock the line, claim the event id,
+    # LineEvent, line. A line's first final answer also locks the order and looks for open lines.
+    with django_assert_max_num_queries(10):
+        assert post_event(client, partner, accepted).json()["status"] == "applied"
+    with django_assert_max_num_queries(8):
+        assert post_event(client, partner, event_body(line, "compounding")).json()["status"] == "applied"
+    # The claim fails and nothing is written to the line (7 in production: inside the test's own
+    # transaction the rollback is ROLLBACK TO SAVEPOINT + RELEASE SAVEPOINT).
+    with django_assert_max_num_queries(8):
+        assert post_event(client, partner, accepted).json()["status"] == "duplicate"
+    with django_assert_max_num_queries(8):  # refused: the claim is turned into "ignored"
+        assert post_event(client, partner, event_body(line, "accepted", event_id="q-late")).json()["status"] == "ignored"
+    assert settle_calls == []
+    assert [(e.to_status, e.applied) for e in line.events.all()] == [("accepted", True), ("compounding", True), ("accepted", False)]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_last_two_lines_answered_at_once_request_settlement_once(settle_calls, monkeypatch):
+    import threading
+
+    from django.db import connection
+    from django.test import Client
+
+    from fulfillment import status
+    from tests.reliability.conftest import run_threads
+
+    # Both requests answer their line, then wait for each other before the settlement check:
+    # each transaction still sees the other's line as open unless the check is serialised.
+    check = status.order_request_settlement_if_answered
+    both_answered = threading.Barrier(2, timeout=20)
+
+    def side_by_side(*, order_id):
+        both_answered.wait()
+        return check(order_id=order_id)
+
+    monkeypatch.setattr(status, "order_request_settlement_if_answered", side_by_side)
+    for _ in range(3):
+        order = order_with_lines(lines_per_partner=2)
+        OrderLine.objects.filter(order=order).update(status=S.SENT)
+        lines = list(order.lines.select_related("partner_order__partner").order_by("pk"))
+
+        def answer(line, status):
+            def run():
+                response = post_event(Client(), line.partner_order.partner, event_body(line, status))
+                assert response.json()["status"] == "applied"
+                connection.close()
+            return run
+
+        assert run_threads(answer(lines[0], "accepted"), answer(lines[1], "rejected")) == []
+        order.refresh_from_db()
+        assert order.settlement_requested_at is not None
+    assert len(settle_calls) == 3 and len(set(settle_calls)) == 3
