@@ -269,20 +269,22 @@ def refills(request):
     cart = cart_get_active(clinic=request.clinic)
     if request.method == "POST":
         return _refills_add(request, cart)
-    try:
-        days = int(request.GET.get("days", 7))
-    except ValueError:
-        days = 7
-    days = max(0, min(days, 90))
+    days = _refill_window(request.GET.get("days"))
     due = selectors.refills_due(clinic=request.clinic, within_days=days, cart=cart)
     return render(request, "carts/refills.html", {"nav": "refills", "due": due, "days": days,
                                                  "windows": REFILL_WINDOWS})
 
 
+def _refill_window(value, default: int = 7) -> int:
+    """The "running out within N days" choice, from the query or the form: 0–90 days."""
+    days = int(value) if (value or "").isdigit() else default
+    return min(days, 90)
+
+
 def _refills_add(request, cart):
     wanted = set(request.POST.getlist("item"))
-    days = int(request.POST.get("days") or 90) if (request.POST.get("days") or "").isdigit() else 90
-    due = {d.key: d for d in selectors.refills_due(clinic=request.clinic, within_days=max(days, 0), cart=cart)}
+    days = _refill_window(request.POST.get("days"))  # the window the coordinator was looking at
+    due = {d.key: d for d in selectors.refills_due(clinic=request.clinic, within_days=days, cart=cart)}
     chosen = [due[key] for key in wanted if key in due]
     if not chosen:
         messages.warning(request, "Select at least one patient to add to the cart.")
