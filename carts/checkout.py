@@ -35,7 +35,7 @@ from fulfillment.payments import (
     record_payment_failure,
 )
 from fulfillment.services import order_queue_dispatch
-from routing.engine import RoutingDecision, cart_totals, route_cart
+from routing.engine import RoutingDecision, cart_totals, route_lines
 
 from .models import Cart, CartLine
 from .validation import Problem, has_blocking_errors, validate_cart
@@ -86,11 +86,11 @@ def _prepare(*, clinic: Clinic, expected_version: int | None) -> _Prepared:
         if expected_version is not None and cart.version != expected_version:
             raise CheckoutError("The cart changed since you reviewed it (a colleague may have edited it). "
                                 "Review the updated cart, then place the order again.")
-        decisions = route_cart(cart)
-        problems = validate_cart(cart, decisions=decisions)
+        lines = list(cart.lines.select_related("patient", "product", "prescriber").order_by("pk"))
+        decisions = route_lines(lines, clinic=clinic)
+        problems = validate_cart(cart, decisions=decisions, lines=lines)
         if has_blocking_errors(problems):
             raise CheckoutBlocked(problems)
-        lines = list(cart.lines.select_related("patient", "product", "prescriber").order_by("pk"))
         total = cart_totals(decisions).total
         cart.status = Cart.Status.CHECKING_OUT
         cart.checkout_started_at = timezone.now()
