@@ -83,7 +83,8 @@ def cart_lines(*, cart: Cart) -> list[CartLine]:
     # The page shows neither phone nor email; parsing each patient's phone number costs more than
     # the query. Lines share the cart object instead of loading a cart and clinic copy each.
     lines = list(CartLine.objects.filter(cart=cart).select_related("patient", "product", "prescriber").defer(
-        "patient__phone", "patient__email"))
+        "patient__phone", "patient__email", "patient__created_at", "patient__updated_at",
+        "created_at", "added_by", "updated_by"))
     for line in lines:
         line.cart = cart
     return lines
