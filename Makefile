@@ -1,19 +1,32 @@
-# The two commands of the README: `make demo` and `make test`. Both set up the virtualenv first.
+# The two commands of the README: `make demo` and `make test`. Both set up the virtualenv first:
+# the demo installs what the product runs on (requirements.txt), the tests add their tools
+# (requirements-dev.txt).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
-STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
+RUNTIME_STAMP := $(VENV)/.installed-runtime-$(shell sha1sum requirements.txt | cut -c1-12)
+DEV_STAMP := $(VENV)/.installed-dev-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/fizy
 
-.PHONY: demo test
+.PHONY: demo test lint
 
-$(STAMP): requirements.txt
-	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(RUNTIME_STAMP): requirements.txt | $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
-	rm -f $(VENV)/.installed-* && touch $@
+	rm -f $(VENV)/.installed-runtime-* && touch $@
 
-demo: $(STAMP)
+$(DEV_STAMP): requirements.txt requirements-dev.txt | $(VENV)/bin/python
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	rm -f $(VENV)/.installed-dev-* $(VENV)/.installed-runtime-* && touch $@ $(RUNTIME_STAMP)
+
+demo: $(RUNTIME_STAMP)
 	DEBUG=$${DEBUG:-true} $(VENV)/bin/python manage.py demo
 
-test: $(STAMP)
+# The import direction of the house (.importlinter); a back-edge fails the build.
+lint: $(DEV_STAMP)
+	$(VENV)/bin/lint-imports
+
+test: lint
 	bash .ci/services
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} $(VENV)/bin/pytest $(PYTEST_ARGS)
