@@ -3,20 +3,15 @@ see them read-only to help a clinic on the phone."""
 
 from django.contrib import admin
 
-from fizy.lib.admin import ReadOnlyAdmin
+from fizy.lib.admin import ReadOnlyAdmin, ReadOnlyInline
 
 from .models import Cart, CartLine
 
 
-class CartLineInline(admin.TabularInline):
+class CartLineInline(ReadOnlyInline):
     model = CartLine
     fields = ["patient", "product", "prescriber", "quantity", "sig", "days_supply", "refills", "added_by", "updated_at"]
     readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("patient", "product", "prescriber", "added_by")

@@ -8,26 +8,11 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from fizy.lib.admin import ReadOnlyAdmin
+from fizy.lib.admin import ActionsOnlyAdmin, ReadOnlyAdmin, ReadOnlyInline
 
 from .models import LineEvent, Order, OrderLine, PartnerOrder, PaymentEvent, WebhookEvent
 from .services import DispatchError, line_set_status_by_staff, partner_order_retry_dispatch
 from .status import LineStatusError, allowed_targets
-
-
-def _all_fields(model) -> list[str]:
-    return [f.name for f in model._meta.fields]
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 class PartnerOrderInline(ReadOnlyInline):
@@ -53,36 +38,22 @@ class LineEventInline(ReadOnlyInline):
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(ActionsOnlyAdmin):
     list_display = ["number", "clinic", "placed_at", "placed_by", "total", "payment_status", "settlement_requested_at"]
     list_filter = ["payment_status", "clinic"]
     list_select_related = ["clinic__organization", "placed_by"]
     search_fields = ["=id", "payment_reference", "clinic__name"]
     date_hierarchy = "placed_at"
-    readonly_fields = _all_fields(Order)
     inlines = [PartnerOrderInline, OrderLineInline]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(PartnerOrder)
-class PartnerOrderAdmin(admin.ModelAdmin):
+class PartnerOrderAdmin(ActionsOnlyAdmin):
     list_display = ["__str__", "partner", "status", "attempts", "partner_reference", "last_error", "sent_at"]
     list_filter = ["status", "partner"]
     list_select_related = ["order", "partner"]
     search_fields = ["=order__id", "partner_reference"]
-    readonly_fields = _all_fields(PartnerOrder) + ["idempotency_key"]
     actions = ["retry_dispatch"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.action(description="Retry dispatch of the selected failed partner orders", permissions=["change"])
     def retry_dispatch(self, request, queryset):
@@ -107,20 +78,13 @@ class SetLineStatusForm(forms.Form):
 
 
 @admin.register(OrderLine)
-class OrderLineAdmin(admin.ModelAdmin):
+class OrderLineAdmin(ActionsOnlyAdmin):
     list_display = ["id", "order_link", "patient", "product_name", "quantity", "partner", "status", "status_changed_at"]
     list_filter = ["status", "partner_order__partner"]
     list_select_related = ["order", "patient", "partner_order__partner"]
     search_fields = ["=id", "=order__id", "patient__last_name", "patient__chart_id", "tracking_number"]
-    readonly_fields = _all_fields(OrderLine)
     inlines = [LineEventInline]
     actions = ["set_line_status"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="order", ordering="order_id")
     def order_link(self, line):
@@ -166,7 +130,6 @@ class WebhookEventAdmin(ReadOnlyAdmin):
     list_display = ["received_at", "partner_slug", "event_id", "outcome", "error"]
     list_filter = ["outcome", "partner_slug"]
     search_fields = ["event_id", "body"]
-    readonly_fields = _all_fields(WebhookEvent)
 
 
 @admin.register(PaymentEvent)
@@ -175,4 +138,3 @@ class PaymentEventAdmin(ReadOnlyAdmin):
     list_filter = ["kind", "gateway"]
     list_select_related = ["order", "clinic"]
     search_fields = ["reference", "=order__id"]
-    readonly_fields = _all_fields(PaymentEvent)

@@ -1,15 +1,41 @@
+"""Admin building blocks shared by every app's admin: rows the system writes are never added or
+deleted by hand, and some are only ever looked at."""
+
 from django.contrib import admin
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class NoAddDeleteMixin:
+    """No "add" and no "delete" for rows the system creates (orders, lines, webhook deliveries,
+    payment events, audit rows, carts). Works for a ModelAdmin and for an inline."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ActionsOnlyAdmin(NoAddDeleteMixin, admin.ModelAdmin):
+    """Every field is shown read-only; staff change these rows only through the admin actions
+    (which call a service), e.g. "Retry dispatch" or "Set line status"."""
+
+    def get_readonly_fields(self, request, obj=None):
+        return list(dict.fromkeys([f.name for f in self.model._meta.fields] + list(self.readonly_fields)))
+
+
+class ReadOnlyAdmin(ActionsOnlyAdmin):
     """View-only in the admin: the rows are written by the system, never by hand (audit trail,
     webhook deliveries, payment events)."""
-
-    def has_add_permission(self, request):
-        return False
 
     def has_change_permission(self, request, obj=None):
         return False
 
-    def has_delete_permission(self, request, obj=None):
+
+class ReadOnlyInline(NoAddDeleteMixin, admin.TabularInline):
+    """An inline that shows related rows (a line's events, an order's lines) without editing them."""
+
+    extra = 0
+    can_delete = False
+
+    def has_change_permission(self, request, obj=None):
         return False
