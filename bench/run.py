@@ -221,7 +221,7 @@ def discard_queued_tasks() -> int:
 def measure_dispatch(args, world, managed, env, stub, results: list) -> None:
     from django_q.tasks import async_task, result
 
-    import fulfillment.services as fulfillment_services
+    import fulfillment.dispatch as fulfillment_dispatch
     from bench.world import build_cart
     from carts.checkout import cart_checkout
     from fulfillment.models import OrderLine, PartnerOrder
@@ -234,14 +234,14 @@ def measure_dispatch(args, world, managed, env, stub, results: list) -> None:
             raise RuntimeError("qcluster did not run a warm-up task within 60 s; see its log")
 
         commit_times: list[float] = []
-        original = fulfillment_services._enqueue_dispatch
+        original = fulfillment_dispatch._enqueue_dispatch
 
         def enqueue_and_note(pk):  # runs in the checkout's on_commit: right after COMMIT
             if not commit_times:
                 commit_times.append(time.time())
             original(pk)
 
-        fulfillment_services._enqueue_dispatch = enqueue_and_note
+        fulfillment_dispatch._enqueue_dispatch = enqueue_and_note
         try:
             for size in args.sizes:
                 row = {"name": "(f) commit → every PartnerOrder sent (2 qcluster workers)", "size": size,
@@ -274,7 +274,7 @@ def measure_dispatch(args, world, managed, env, stub, results: list) -> None:
                 results.append(row)
                 print(f"  dispatch of {size} lines: {', '.join(f'{s:.2f}s' for s in row['samples'])}", flush=True)
         finally:
-            fulfillment_services._enqueue_dispatch = original
+            fulfillment_dispatch._enqueue_dispatch = original
     finally:
         managed.stop(proc)
 

@@ -126,7 +126,7 @@ def build_cart(world: World, size: int) -> Cart:
         for k in range(LINES_PER_PATIENT):
             if len(items) < size:
                 items.append(line_input(world, patient, world.products[(p_index * LINES_PER_PATIENT + k) % m]))
-    cart_add_lines(clinic=world.clinic, items=items, actor=world.user, action="bench")
+    cart_add_lines(clinic=world.clinic, items=items, actor=world.user)
     cart = cart_get_active(clinic=world.clinic)
     assert cart.lines.count() == size, (cart.lines.count(), size)
     return cart

@@ -12,39 +12,32 @@ version). If step 3 fails after an approval, the authorization is cancelled: nev
 without an order. A double submit finds the cart checking out (or already replaced by an empty
 one) and does nothing; the authorization's idempotency key is per cart version (and attempt), so
 even a retry that reaches the gateway replays the first authorization instead of charging twice.
+
+Checkout enters fulfillment once: :func:`fulfillment.placement.order_place`, with a draft per
+line. The payment helpers that are keyed by the cart (the authorization's idempotency key, its
+metadata, the failure records of a cart version) live here.
 """
 
-import datetime
 import logging
 from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
-from clinics.audit import audit_record_many
 from clinics.models import Clinic
-from fizy.lib.payments import PaymentError, get_gateway
-from fulfillment.models import Order, OrderLine, PartnerOrder
-from fulfillment.payments import (
-    authorization_idempotency_key,
-    authorization_metadata,
-    order_record_authorization,
-    record_authorization_cancelled,
-    record_payment_failure,
-)
-from fulfillment.services import order_queue_dispatch
+from clinics.payment_messages import decline_message, payment_error_message
+from fizy.lib.payments import Authorization, PaymentError, get_gateway
+from fulfillment.models import Order
+from fulfillment.placement import LineDraft, order_place
+from fulfillment.selectors import failed_authorizations
+from fulfillment.settlement import CHECKOUT_GRACE, authorization_release, payment_record_failure
 from routing.engine import RoutingDecision, cart_totals, route_lines
 
-from .models import Cart, CartLine
+from .models import ACTIVE_CART_STATUSES, Cart, CartLine
 from .validation import Problem, has_blocking_errors, validate_cart
 
 logger = logging.getLogger(__name__)
-
-# A checkout that started longer ago than this was interrupted (the process died between the
-# authorization and the order): placing the order again resumes it with the same authorization.
-STALE_CHECKOUT = datetime.timedelta(minutes=10)
 
 
 class CheckoutError(Exception):
@@ -65,6 +58,27 @@ class PaymentDeclined(CheckoutError):
     """The authorization was declined or failed; the cart is unchanged."""
 
 
+def _cart_payload(cart: Cart) -> dict:
+    return {"cart": cart.pk, "cart_version": cart.version}
+
+
+def authorization_idempotency_key(*, cart: Cart, payment_method_id: str = "") -> str:
+    """One authorization per attempt at a cart version: a double submit replays the same
+    PaymentIntent, but after a decline the next attempt (a new card, or the same card once the
+    bank agrees) gets a key of its own — Stripe would otherwise replay the decline."""
+    failed = failed_authorizations(clinic_id=cart.clinic_id, payload=_cart_payload(cart))
+    return f"fizy-cart-{cart.pk}-v{cart.version}-{payment_method_id or 'card'}-a{failed}-authorize"
+
+
+def authorization_metadata(*, cart: Cart) -> dict[str, str]:
+    """What the PaymentIntent carries so a Stripe event can be tied back to its checkout, and
+    tell whether that checkout may still be running (``checkout_started_at``, Unix seconds)."""
+    metadata = {"clinic_id": str(cart.clinic_id), "cart_id": str(cart.pk), "cart_version": str(cart.version)}
+    if cart.checkout_started_at is not None:
+        metadata["checkout_started_at"] = str(int(cart.checkout_started_at.timestamp()))
+    return metadata
+
+
 @dataclass
 class _Prepared:
     cart: Cart
@@ -74,13 +88,12 @@ class _Prepared:
 
 
 def _prepare(*, clinic: Clinic, expected_version: int | None) -> _Prepared:
-    with transaction.atomic():
-        cart = (Cart.objects.select_for_update()
-                .filter(clinic=clinic, status__in=[Cart.Status.OPEN, Cart.Status.CHECKING_OUT]).first())
+    with transaction.atomic(durable=True):
+        cart = Cart.objects.select_for_update().filter(clinic=clinic, status__in=ACTIVE_CART_STATUSES).first()
         if cart is None or (cart.status == Cart.Status.OPEN and not cart.lines.exists()):
             raise CheckoutError("The cart is empty: there is nothing to order. If you just placed an order, "
                                 "it is on the Orders page.")
-        if cart.status == Cart.Status.CHECKING_OUT and timezone.now() - cart.checkout_started_at < STALE_CHECKOUT:
+        if cart.status == Cart.Status.CHECKING_OUT and timezone.now() - cart.checkout_started_at < CHECKOUT_GRACE:
             raise CheckoutError("This cart is already being ordered (perhaps by a colleague, or a second click). "
                                 "Its order will appear on the Orders page in a moment.")
         if expected_version is not None and cart.version != expected_version:
@@ -104,48 +117,27 @@ def _reopen(cart: Cart) -> None:
         status=Cart.Status.OPEN, checkout_started_at=None)
 
 
-def _create_order(*, prepared: _Prepared, actor, authorization, gateway_name: str) -> Order:
+def _create_order(*, prepared: _Prepared, actor, authorization: Authorization, gateway_name: str) -> Order:
+    """The order of the prepared lines (fulfillment's one placement service), then close the
+    cart and open a fresh one — in the caller's transaction, with the cart row locked."""
     cart, decisions = prepared.cart, prepared.decisions
-    clinic = cart.clinic
-    order = Order.objects.create(
-        clinic=clinic, cart=cart, placed_by=actor, placed_at=timezone.now(), total=prepared.total,
-        ship_to=clinic.ship_to_snapshot(),
-    )
-    partner_orders: dict[int, PartnerOrder] = {}
-    for line in prepared.lines:
-        decision = decisions[line.pk]
-        po = partner_orders.get(decision.partner.pk)
-        if po is None:
-            po = partner_orders[decision.partner.pk] = PartnerOrder(order=order, partner=decision.partner)
-        po.subtotal += decision.landed_cost
-        po.shipping_fee += decision.shipping_share
-    PartnerOrder.objects.bulk_create(list(partner_orders.values()))
-    # Credentials for the snapshots, fetched once for all prescribers.
-    prefetch_related_objects([line.prescriber for line in prepared.lines], "licenses", "dea_registrations")
-    order_lines = OrderLine.objects.bulk_create([
-        OrderLine(
-            order=order, partner_order=partner_orders[decisions[line.pk].partner.pk], patient=line.patient,
-            product=line.product, prescriber=line.prescriber, patient_snapshot=line.patient.snapshot(),
-            prescriber_snapshot=line.prescriber.snapshot(state=line.patient.state), product_name=str(line.product),
-            partner_sku=decisions[line.pk].offering.partner_sku, quantity=line.quantity, sig=line.sig,
-            days_supply=line.days_supply, refills=line.refills, clinical_difference=line.clinical_difference,
-            unit_price=decisions[line.pk].unit_price, shipping_share=decisions[line.pk].shipping_share,
-            landed_cost=decisions[line.pk].landed_cost, routing_reason=decisions[line.pk].reason[:300],
+    drafts = [
+        LineDraft(
+            patient=line.patient, product=line.product, prescriber=line.prescriber, quantity=line.quantity,
+            sig=line.sig, days_supply=line.days_supply, refills=line.refills,
+            clinical_difference=line.clinical_difference, partner=decisions[line.pk].partner,
+            offering=decisions[line.pk].offering, unit_price=decisions[line.pk].unit_price,
+            shipping_share=decisions[line.pk].shipping_share, landed_cost=decisions[line.pk].landed_cost,
+            routing_reason=decisions[line.pk].reason,
         )
         for line in prepared.lines
-    ])
-    order_record_authorization(order=order, authorization=authorization, gateway_name=gateway_name, actor=actor)
+    ]
+    order = order_place(clinic=cart.clinic, cart_id=cart.pk, drafts=drafts, authorization=authorization,
+                        gateway_name=gateway_name, actor=actor)
     cart.status = Cart.Status.SUBMITTED
     cart.submitted_at = timezone.now()
     cart.save(update_fields=["status", "submitted_at", "updated_at"])
-    Cart.objects.create(clinic=clinic)
-    audit_record_many([
-        dict(action="order.place", actor=actor, clinic=clinic, patient=ol.patient, obj=ol,
-             detail={"order": order.pk, "partner": ol.partner_order.partner_id, "product": ol.product_id,
-                     "quantity": ol.quantity, "landed_cost": str(ol.landed_cost)})
-        for ol in order_lines
-    ])
-    order_queue_dispatch(order=order)
+    Cart.objects.create(clinic=cart.clinic)
     return order
 
 
@@ -160,24 +152,27 @@ def cart_checkout(*, clinic: Clinic, actor, expected_version: int | None = None)
     try:
         authorization = gateway.authorize(
             amount=prepared.total, currency="usd", customer_id=clinic.stripe_customer_id,
-            payment_method_id=clinic.payment_method_id, idempotency_key=authorization_idempotency_key(cart=cart, payment_method_id=clinic.payment_method_id),
+            payment_method_id=clinic.payment_method_id,
+            idempotency_key=authorization_idempotency_key(cart=cart, payment_method_id=clinic.payment_method_id),
             description=f"Fizy order for {clinic.name} ({len(prepared.lines)} lines)",
             metadata=authorization_metadata(cart=cart),
         )
     except PaymentError as exc:
         _reopen(cart)
-        record_payment_failure(clinic=clinic, message=exc.message, reference="", amount=prepared.total,
-                               gateway_name=gateway.name, decline_code=exc.code, actor=actor, cart=cart)
-        raise PaymentDeclined(f"The payment could not be made: {exc.message} Nothing was charged; "
+        payment_record_failure(clinic=clinic, message=exc.message, reference="", amount=prepared.total,
+                               gateway_name=gateway.name, decline_code=exc.code, actor=actor,
+                               payload=_cart_payload(cart))
+        raise PaymentDeclined(f"The payment could not be made: {payment_error_message(exc)} Nothing was charged; "
                               "the cart is unchanged.") from exc
     if not authorization.ok:
         _reopen(cart)
-        record_payment_failure(clinic=clinic, message=authorization.message, reference=authorization.reference,
+        message = decline_message(authorization)
+        payment_record_failure(clinic=clinic, message=message, reference=authorization.reference,
                                amount=prepared.total, gateway_name=gateway.name,
-                               decline_code=authorization.decline_code, actor=actor, cart=cart)
-        raise PaymentDeclined(authorization.message + " Nothing was charged; the cart is unchanged.")
+                               decline_code=authorization.decline_code, actor=actor, payload=_cart_payload(cart))
+        raise PaymentDeclined(message + " Nothing was charged; the cart is unchanged.")
     try:
-        with transaction.atomic():
+        with transaction.atomic(durable=True):
             locked = Cart.objects.select_for_update().get(pk=cart.pk)
             if locked.status != Cart.Status.CHECKING_OUT or locked.version != cart.version:
                 raise CheckoutError("The cart changed while the payment was being authorized; review it and "
@@ -189,11 +184,8 @@ def cart_checkout(*, clinic: Clinic, actor, expected_version: int | None = None)
         logger.exception("checkout of cart %s failed after authorization %s; cancelling it",
                          cart.pk, authorization.reference)
         try:
-            gateway.cancel(reference=authorization.reference,
-                           idempotency_key=f"fizy-cart-{cart.pk}-v{cart.version}-cancel")
-            record_authorization_cancelled(
-                clinic=clinic, reference=authorization.reference, amount=authorization.amount,
-                gateway_name=gateway.name, actor=actor,
+            authorization_release(
+                clinic=clinic, reference=authorization.reference, amount=authorization.amount, actor=actor,
                 message="The order could not be created after the card was authorized; the authorization was "
                         "released and nothing was charged.",
             )

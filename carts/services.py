@@ -8,13 +8,21 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from catalog.models import Product
-from clinics.audit import audit_record, audit_record_many
+from clinics.audit import Action, audit_record, audit_record_many
 from clinics.models import Clinic, Patient, Prescriber
 
-from .models import Cart, CartLine
+from .models import ACTIVE_CART_STATUSES, Cart, CartLine
 
 # Fields a coordinator may change on a line; prescription text is never copied into the audit.
 EDITABLE_FIELDS = ["prescriber", "quantity", "sig", "days_supply", "refills", "clinical_difference", "notes"]
+
+
+# How a merge into an existing line is audited, for each way lines come into the cart.
+MERGED = {
+    Action.CART_ADD: Action.CART_ADD_MERGE,
+    Action.CART_REFILL: Action.CART_REFILL_MERGE,
+    Action.CART_IMPORT: Action.CART_IMPORT_MERGE,
+}
 
 
 class CartError(Exception):
@@ -60,14 +68,14 @@ class AddResult:
 
 def cart_get_active(*, clinic: Clinic) -> Cart:
     """The clinic's active cart (open or checking out), opening an empty one if there is none."""
-    cart = Cart.objects.filter(clinic=clinic, status__in=[Cart.Status.OPEN, Cart.Status.CHECKING_OUT]).first()
+    cart = Cart.objects.filter(clinic=clinic, status__in=ACTIVE_CART_STATUSES).first()
     if cart is not None:
         return cart
     try:
         with transaction.atomic():
             return Cart.objects.create(clinic=clinic)
     except IntegrityError:  # another coordinator opened it a moment ago
-        return Cart.objects.get(clinic=clinic, status__in=[Cart.Status.OPEN, Cart.Status.CHECKING_OUT])
+        return Cart.objects.get(clinic=clinic, status__in=ACTIVE_CART_STATUSES)
 
 
 def _lock_open_cart(clinic: Clinic) -> Cart:
@@ -94,9 +102,10 @@ def _bump(cart: Cart) -> None:
     cart.refresh_from_db(fields=["version", "updated_at"])
 
 
-def cart_add_lines(*, clinic: Clinic, items: list[LineInput], actor, action: str = "add") -> AddResult:
+def cart_add_lines(*, clinic: Clinic, items: list[LineInput], actor, action: Action = Action.CART_ADD) -> AddResult:
     """Add lines to the clinic's open cart. A patient who already has the product in the cart gets
-    the quantity merged into that line (also when one batch holds the same pair twice)."""
+    the quantity merged into that line (also when one batch holds the same pair twice).
+    ``action`` says how they came (added, refilled, imported) in the audit trail."""
     for item in items:
         _check_same_organization(clinic, item)
         if item.quantity < 1:
@@ -140,10 +149,10 @@ def cart_add_lines(*, clinic: Clinic, items: list[LineInput], actor, action: str
             )
         _bump(cart)
         audit_record_many(
-            [dict(action=f"cart.{action}", actor=actor, clinic=clinic, patient=line.patient, obj=line,
+            [dict(action=action, actor=actor, clinic=clinic, patient=line.patient, obj=line,
                   detail={"cart": cart.pk, "product": line.product_id, "quantity": line.quantity})
              for line in created]
-            + [dict(action=f"cart.{action}.merge", actor=actor, clinic=clinic, patient=line.patient, obj=line,
+            + [dict(action=MERGED[action], actor=actor, clinic=clinic, patient=line.patient, obj=line,
                     detail={"cart": cart.pk, "product": line.product_id, "quantity_before": before,
                             "quantity": line.quantity})
                for line, before in merged.values()]
@@ -181,7 +190,7 @@ def cart_update_line(*, line: CartLine, actor, **changes) -> CartLine:
         line.updated_by = actor
         line.save(update_fields=[*changed, "updated_by", "updated_at"])
         _bump(cart)
-        audit_record(action="cart.change", actor=actor, clinic=cart.clinic, patient=line.patient, obj=line,
+        audit_record(action=Action.CART_CHANGE, actor=actor, clinic=cart.clinic, patient=line.patient, obj=line,
                      detail={"cart": cart.pk, "fields": changed})
     return line
 
@@ -196,7 +205,7 @@ def cart_acknowledge_warning(*, line: CartLine, code: str, actor) -> CartLine:
             line.updated_by = actor
             line.save(update_fields=["acknowledged_warnings", "updated_by", "updated_at"])
             _bump(cart)
-            audit_record(action="cart.acknowledge", actor=actor, clinic=cart.clinic, patient=line.patient, obj=line,
+            audit_record(action=Action.CART_ACKNOWLEDGE, actor=actor, clinic=cart.clinic, patient=line.patient, obj=line,
                          detail={"cart": cart.pk, "warning": code})
     return line
 
@@ -207,7 +216,7 @@ def cart_remove_line(*, line: CartLine, actor) -> None:
         line = CartLine.objects.select_related("patient").filter(pk=line.pk, cart=cart).first()
         if line is None:
             return  # already removed by a colleague: the outcome the coordinator wanted
-        audit_record(action="cart.remove", actor=actor, clinic=cart.clinic, patient=line.patient, obj=line,
+        audit_record(action=Action.CART_REMOVE, actor=actor, clinic=cart.clinic, patient=line.patient, obj=line,
                      detail={"cart": cart.pk, "product": line.product_id, "quantity": line.quantity})
         line.delete()
         _bump(cart)

@@ -350,7 +350,7 @@ def validate_cart(
 ) -> list[Problem]:
     """Every problem of the cart, in line order.
 
-    ``decisions``: the result of ``route_cart`` / ``route_lines`` when the caller already routed the
+    ``decisions``: the result of ``route_lines`` when the caller already routed the
     cart (saves the routing queries); otherwise the cart is routed here. ``lines``: the cart's lines
     when the caller already fetched them *with* ``select_related("patient", "product", "prescriber")``
     (saves one query); otherwise they are fetched here."""

@@ -7,6 +7,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from catalog.models import Product
+from clinics.audit import Action
 from clinics.models import Patient
 from django_htmx.http import reswap, retarget
 
@@ -296,7 +297,7 @@ def _refills_add(request, cart):
         for d in sorted(chosen, key=lambda d: d.key)
     ]
     try:
-        result = cart_add_lines(clinic=request.clinic, items=items, actor=request.user, action="refill")
+        result = cart_add_lines(clinic=request.clinic, items=items, actor=request.user, action=Action.CART_REFILL)
     except CartError as exc:
         messages.error(request, str(exc))
         return redirect(f"{request.path}?days={days}")
@@ -342,7 +343,7 @@ def import_confirm(request):
     bad = [r for r in rows if not r.ok]
     if good:
         try:
-            result = cart_add_lines(clinic=request.clinic, actor=request.user, action="import",
+            result = cart_add_lines(clinic=request.clinic, actor=request.user, action=Action.CART_IMPORT,
                                     items=[r.as_line_input() for r in good])
         except CartError as exc:
             messages.error(request, str(exc))

@@ -5,7 +5,8 @@ from django.db import models
 from django.utils import timezone
 from localflavor.us.models import USStateField
 
-MONEY = {"max_digits": 10, "decimal_places": 2, "validators": [MinValueValidator(Decimal("0.00"))]}
+from fizy.lib.money import MoneyField
+
 
 
 class Partner(models.Model):
@@ -97,8 +98,8 @@ class Offering(models.Model):
     partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="offerings")
     product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="offerings")
     partner_sku = models.CharField("partner SKU", max_length=60)
-    unit_price = models.DecimalField(**MONEY)
-    shipping_fee = models.DecimalField(**MONEY, default=Decimal("0.00"))
+    unit_price = MoneyField()
+    shipping_fee = MoneyField(default=Decimal("0.00"))
     stock_quantity = models.PositiveIntegerField(default=0)
     active = models.BooleanField(default=True)
 

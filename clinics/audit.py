@@ -1,12 +1,43 @@
-"""The audit trail: one row per write that changes a patient's order."""
+"""The audit trail: one row per write that changes a patient's order (and the clinic's billing)."""
+
+from enum import StrEnum
 
 from .models import AuditEntry
+
+
+class Action(StrEnum):
+    """Every audited action, by name. The value is what ``AuditEntry.action`` stores."""
+
+    CART_ADD = "cart.add"
+    CART_ADD_MERGE = "cart.add.merge"
+    CART_REFILL = "cart.refill"
+    CART_REFILL_MERGE = "cart.refill.merge"
+    CART_IMPORT = "cart.import"
+    CART_IMPORT_MERGE = "cart.import.merge"
+    CART_CHANGE = "cart.change"
+    CART_ACKNOWLEDGE = "cart.acknowledge"
+    CART_REMOVE = "cart.remove"
+    ORDER_PLACE = "order.place"
+    LINE_STATUS = "order_line.status_changed"
+    PARTNER_ORDER_SENT = "partner_order.sent"
+    PARTNER_ORDER_DISPATCH_FAILED = "partner_order.dispatch_failed"
+    PARTNER_ORDER_RETRY = "partner_order.retry_dispatch"
+    PAYMENT_AUTHORIZED = "payment.authorized"
+    PAYMENT_CAPTURED = "payment.captured"
+    PAYMENT_PARTIALLY_CAPTURED = "payment.partially_captured"
+    PAYMENT_CANCELLED = "payment.cancelled"
+    PAYMENT_REFUNDED = "payment.refunded"
+    PAYMENT_FAILED = "payment.failed"
+    PATIENT_CREATE = "patient.create"
+    PATIENT_CHANGE = "patient.change"
+    CLINIC_BILLING_CUSTOMER_CREATED = "clinic.billing_customer_created"
+    CLINIC_PAYMENT_METHOD_SET = "clinic.payment_method_set"
 
 
 def _entry(*, action, actor=None, actor_label="", clinic=None, patient=None, obj=None, detail=None) -> AuditEntry:
     authed = getattr(actor, "is_authenticated", False)
     return AuditEntry(
-        action=action,
+        action=Action(action).value,
         actor=actor if authed else None,
         actor_label=actor_label or ("" if authed else "system"),
         clinic=clinic,

@@ -5,7 +5,7 @@ from django.db.models import Q, QuerySet
 
 from fizy.lib.dates import parse_us_or_iso_date
 
-from .audit import audit_record
+from .audit import Action, audit_record
 from .models import Clinic, Patient
 
 SEARCH_LIMIT = 12
@@ -38,7 +38,7 @@ def patient_create(*, clinic: Clinic, actor, **fields) -> Patient:
         raise PatientError(f"Chart ID {patient.chart_id} already belongs to another patient; search for them instead.")
     patient.full_clean()
     patient.save()
-    audit_record(action="patient.create", actor=actor, clinic=clinic, patient=patient, obj=patient)
+    audit_record(action=Action.PATIENT_CREATE, actor=actor, clinic=clinic, patient=patient, obj=patient)
     return patient
 
 
@@ -59,6 +59,6 @@ def patient_update(*, patient: Patient, clinic: Clinic, actor, **changes) -> Pat
     if changed:
         patient.full_clean()
         patient.save(update_fields=[*changed, "updated_at"])
-        audit_record(action="patient.change", actor=actor, clinic=clinic, patient=patient, obj=patient,
+        audit_record(action=Action.PATIENT_CHANGE, actor=actor, clinic=clinic, patient=patient, obj=patient,
                      detail={"fields": changed})
     return patient

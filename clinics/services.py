@@ -8,7 +8,7 @@ from django.db import transaction
 
 from fizy.lib.payments import get_gateway
 
-from .audit import audit_record
+from .audit import Action, audit_record
 from .models import Clinic, Membership
 
 
@@ -48,13 +48,13 @@ def clinic_start_card_setup(*, clinic: Clinic, actor) -> CardSetup:
             name=f"{clinic.name} ({clinic.organization.name})", email=clinic.billing_email,
             metadata={"clinic_id": clinic.pk, "npi": clinic.npi}, idempotency_key=f"fizy-clinic-{clinic.pk}-customer",
         )
-        with transaction.atomic():
+        with transaction.atomic(durable=True):
             locked = Clinic.objects.select_for_update().get(pk=clinic.pk)
             if not locked.stripe_customer_id:  # another admin may have been quicker
                 locked.stripe_customer_id = created
                 locked.save(update_fields=["stripe_customer_id"])
                 audit_record(
-                    action="clinic.billing_customer_created", actor=actor, clinic=locked, obj=locked,
+                    action=Action.CLINIC_BILLING_CUSTOMER_CREATED, actor=actor, clinic=locked, obj=locked,
                     detail={"customer_id": created, "gateway": gateway.name},
                 )
         clinic.stripe_customer_id = customer_id = locked.stripe_customer_id
@@ -70,7 +70,7 @@ def clinic_set_payment_method(*, clinic: Clinic, setup_intent_id: str, actor) ->
     """Save the card a finished SetupIntent attached as the clinic's card for every order."""
     _require_clinic_admin(clinic=clinic, actor=actor)
     card = get_gateway().attach_result(setup_intent_id=setup_intent_id)  # outside any lock
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         locked = Clinic.objects.select_for_update().get(pk=clinic.pk)
         if not locked.stripe_customer_id or card.customer_id != locked.stripe_customer_id:
             raise BillingError("This card setup does not belong to this clinic. Start the card setup again.")
@@ -81,7 +81,7 @@ def clinic_set_payment_method(*, clinic: Clinic, setup_intent_id: str, actor) ->
         locked.card_exp = card.exp
         locked.save(update_fields=["payment_method_id", "card_brand", "card_last4", "card_exp"])
         audit_record(
-            action="clinic.payment_method_set", actor=actor, clinic=locked, obj=locked,
+            action=Action.CLINIC_PAYMENT_METHOD_SET, actor=actor, clinic=locked, obj=locked,
             detail={"brand": card.brand, "last4": card.last4, "exp": card.exp, "previous": previous,
                     "setup_intent_id": setup_intent_id},
         )

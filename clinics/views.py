@@ -9,6 +9,7 @@ from django.views.decorators.http import require_GET, require_POST
 from fizy.lib.payments import PaymentError
 
 from .models import Membership
+from .payment_messages import payment_error_message
 from .services import BillingError, NotClinicAdmin, clinic_set_payment_method, clinic_start_card_setup
 from .tenancy import active_membership, clinic_required, set_active_clinic, user_clinics
 
@@ -69,7 +70,7 @@ def billing_setup(request):
     except NotClinicAdmin as exc:
         return _billing_page(request, error=str(exc), status=403)
     except PaymentError as exc:
-        return _billing_page(request, error=exc.message)
+        return _billing_page(request, error=payment_error_message(exc))
     return _billing_page(request, setup=setup)
 
 
@@ -84,8 +85,10 @@ def billing_card(request):
         clinic = clinic_set_payment_method(clinic=request.clinic, setup_intent_id=setup_intent_id, actor=request.user)
     except NotClinicAdmin as exc:
         return _billing_page(request, error=str(exc), status=403)
-    except (BillingError, PaymentError) as exc:
-        return _billing_page(request, error=getattr(exc, "message", str(exc)), status=400)
+    except BillingError as exc:
+        return _billing_page(request, error=str(exc), status=400)
+    except PaymentError as exc:
+        return _billing_page(request, error=payment_error_message(exc), status=400)
     messages.success(
         request,
         f"Card saved: {clinic.card_brand.title()} ending {clinic.card_last4}. Orders from this clinic are paid with it.",

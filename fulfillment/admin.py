@@ -10,9 +10,9 @@ from django.utils.html import format_html
 
 from fizy.lib.admin import ActionsOnlyAdmin, ReadOnlyAdmin, ReadOnlyInline
 
+from .dispatch import DispatchError, partner_order_retry_dispatch
 from .models import LineEvent, Order, OrderLine, PartnerOrder, PaymentEvent, WebhookEvent
-from .services import DispatchError, line_set_status_by_staff, partner_order_retry_dispatch
-from .status import LineStatusError, allowed_targets
+from .status import LineStatusError, allowed_targets, line_set_status_by_staff
 
 
 class PartnerOrderInline(ReadOnlyInline):

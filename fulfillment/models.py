@@ -7,8 +7,7 @@ from django.db.models import Q
 
 from catalog.models import Partner, Product
 from clinics.models import Clinic, Patient, Prescriber
-
-MONEY = {"max_digits": 12, "decimal_places": 2}
+from fizy.lib.money import MoneyField
 
 
 class Order(models.Model):
@@ -20,21 +19,21 @@ class Order(models.Model):
         CAPTURED = "captured", "Captured"
         PARTIALLY_CAPTURED = "partially_captured", "Partially captured"
         CANCELLED = "cancelled", "Authorization cancelled"
-        FAILED = "failed", "Failed"
 
     clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="orders")
-    cart = models.OneToOneField("carts.Cart", null=True, blank=True, on_delete=models.SET_NULL, related_name="order")
+    # The cart this order was placed from, as a plain value: fulfillment knows nothing of carts.
+    cart_id = models.BigIntegerField(null=True, blank=True, unique=True, help_text="The cart it was placed from.")
     placed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     placed_at = models.DateTimeField(db_index=True)
     ship_to = models.JSONField(default=dict, blank=True, help_text="The clinic's NPI, DEA and address at checkout.")
-    total = models.DecimalField(**MONEY, default=Decimal("0.00"))
+    total = MoneyField(default=Decimal("0.00"))
     currency = models.CharField(max_length=3, default="usd")
     payment_gateway = models.CharField(max_length=20, blank=True)
     payment_reference = models.CharField(max_length=100, blank=True, db_index=True, help_text="PaymentIntent id")
     payment_status = models.CharField(max_length=20, choices=PaymentStatus.choices, default=PaymentStatus.NONE)
-    amount_authorized = models.DecimalField(**MONEY, default=Decimal("0.00"))
-    amount_captured = models.DecimalField(**MONEY, default=Decimal("0.00"))
-    amount_refunded = models.DecimalField(**MONEY, default=Decimal("0.00"))
+    amount_authorized = MoneyField(default=Decimal("0.00"))
+    amount_captured = MoneyField(default=Decimal("0.00"))
+    amount_refunded = MoneyField(default=Decimal("0.00"))
     settlement_requested_at = models.DateTimeField(
         null=True, blank=True, help_text="When every line had its partner's final answer and payment settlement was queued."
     )
@@ -68,8 +67,8 @@ class PartnerOrder(models.Model):
     last_error = models.TextField(blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
-    subtotal = models.DecimalField(**MONEY, default=Decimal("0.00"))
-    shipping_fee = models.DecimalField(**MONEY, default=Decimal("0.00"))
+    subtotal = MoneyField(default=Decimal("0.00"))
+    shipping_fee = MoneyField(default=Decimal("0.00"))
 
     class Meta:
         ordering = ["order_id", "partner__name"]
@@ -109,9 +108,9 @@ class OrderLine(models.Model):
     days_supply = models.PositiveIntegerField(null=True)
     refills = models.PositiveSmallIntegerField(default=0)
     clinical_difference = models.TextField(blank=True)
-    unit_price = models.DecimalField(**MONEY)
-    shipping_share = models.DecimalField(**MONEY, default=Decimal("0.00"))
-    landed_cost = models.DecimalField(**MONEY)
+    unit_price = MoneyField()
+    shipping_share = MoneyField(default=Decimal("0.00"))
+    landed_cost = MoneyField()
     routing_reason = models.CharField(max_length=300, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True)
     status_reason = models.TextField(blank=True)
@@ -203,7 +202,7 @@ class PaymentEvent(models.Model):
     order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.PROTECT, related_name="payment_events")
     clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="payment_events")
     kind = models.CharField(max_length=30, choices=Kind.choices)
-    amount = models.DecimalField(**MONEY, default=Decimal("0.00"))
+    amount = MoneyField(default=Decimal("0.00"))
     gateway = models.CharField(max_length=20)
     reference = models.CharField(max_length=100, blank=True, help_text="PaymentIntent or refund id")
     message = models.TextField(blank=True)

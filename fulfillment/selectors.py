@@ -5,11 +5,11 @@ from datetime import timedelta
 from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.utils import timezone
 
-from .models import LineEvent, Order, OrderLine
-from .status import NEEDS_ATTENTION, TERMINAL
+from .models import LineEvent, Order, OrderLine, PaymentEvent
+from .status import NEEDS_ATTENTION, NEVER_CHARGED, TERMINAL
 
 # Lines that never reached the patient do not count as "what they last got".
-NOT_RECEIVED = [OrderLine.Status.REJECTED, OrderLine.Status.CANCELLED, OrderLine.Status.FAILED]
+NOT_RECEIVED = list(NEVER_CHARGED)
 
 
 def latest_lines_by_patient_product(*, patient_ids=None, clinic=None) -> dict[tuple[int, int], OrderLine]:
@@ -33,6 +33,15 @@ def latest_lines_by_patient_product(*, patient_ids=None, clinic=None) -> dict[tu
         .select_related("patient", "product", "prescriber")
     )
     return {(line.patient_id, line.product_id): line for line in lines}
+
+
+def failed_authorizations(*, clinic_id: int, payload: dict) -> int:
+    """How many authorizations failed without an order for what ``payload`` names (checkout:
+    its cart and version), as recorded by ``settlement.payment_record_failure``."""
+    filters = {f"payload__{key}": value for key, value in payload.items()}
+    return PaymentEvent.objects.filter(
+        clinic_id=clinic_id, kind=PaymentEvent.Kind.FAILED, order=None, **filters
+    ).count()
 
 
 # --- coordinator pages -------------------------------------------------------------------------

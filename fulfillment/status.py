@@ -4,21 +4,30 @@ Happy path: pending → sent → accepted → compounding → shipped → delive
 
 - ``rejected``: the partner declined the line (final; the line is never charged).
 - ``on_hold``: the partner paused the line (needs a callback, a document); it resumes forward.
-- ``cancelled``: stopped before shipping, by staff (final).
+- ``cancelled``: stopped before shipping, by staff or the partner (final).
 - ``failed``: we could not deliver the order to the partner (dispatch gave up). Staff "retry
   dispatch" moves it back to ``pending``.
 
 A partner may skip steps forward (a lost "accepted" webhook must not block "shipped"), but
 nothing ever moves backwards: a late "accepted" after "shipped" is recorded, not applied.
 Every attempt, applied or refused, is a :class:`~fulfillment.models.LineEvent`.
+
+The state machine is also the one place that decides *when* money moves
+(``fulfillment.settlement`` moves it, through its tasks):
+
+- the order's last line gets its final answer → settle the payment (capture what was accepted);
+- a line reaches a status in which it is never charged (rejected, cancelled, failed) from one in
+  which it could have been captured → refund it if it was captured.
 """
 
 from __future__ import annotations
 
+from typing import TypedDict, Unpack
+
 from django.db import transaction
 from django.utils import timezone
 
-from clinics.audit import audit_record
+from clinics.audit import Action, audit_record
 
 from .models import LineEvent, Order, OrderLine
 
@@ -42,7 +51,10 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 # The partner has given its final answer on the line's payment: charge it (accepted or later)
 # or never charge it (rejected, failed, cancelled). ``on_hold`` is not an answer yet.
 CHARGEABLE = frozenset({S.ACCEPTED, S.COMPOUNDING, S.SHIPPED, S.DELIVERED})
-ANSWERED = CHARGEABLE | {S.REJECTED, S.FAILED, S.CANCELLED}
+NEVER_CHARGED = frozenset({S.REJECTED, S.FAILED, S.CANCELLED})
+ANSWERED = CHARGEABLE | NEVER_CHARGED
+# Statuses a line may have been captured in: accepted or later, or on hold after that.
+MAY_BE_CAPTURED = CHARGEABLE | {S.ON_HOLD}
 # Lines the coordinator must act on (the "needs attention" page).
 NEEDS_ATTENTION = frozenset({S.REJECTED, S.ON_HOLD, S.FAILED})
 # Nothing more will happen to the line.
@@ -76,18 +88,18 @@ def refusal_message(from_status: str, to_status: str) -> str:
     return f"A line that is {S(from_status).label.lower()} cannot become {S(to_status).label.lower()}."
 
 
-def line_apply_status(
-    *,
-    line: OrderLine,
-    to: str,
-    source: str,
-    actor=None,
-    actor_label: str = "",
-    reason: str = "",
-    payload: dict | None = None,
-    tracking_number: str = "",
-    carrier: str = "",
-) -> LineEvent:
+class ChangeDetails(TypedDict, total=False):
+    """Who made a status change and what came with it (every key optional)."""
+
+    actor: object  # a user, or None for the system and partners
+    actor_label: str
+    reason: str
+    payload: dict | None
+    tracking_number: str
+    carrier: str
+
+
+def line_apply_status(*, line: OrderLine, to: str, source: str, **details: Unpack[ChangeDetails]) -> LineEvent:
     """Move ``line`` to status ``to`` if the state machine allows it from its current status.
 
     Always writes a LineEvent; applied changes made by staff or the system also write an audit
@@ -99,28 +111,14 @@ def line_apply_status(
     """
     with transaction.atomic():
         locked = OrderLine.objects.select_for_update().select_related("order__clinic", "patient").get(pk=line.pk)
-        event = locked_line_apply_status(
-            line=locked, to=to, source=source, actor=actor, actor_label=actor_label, reason=reason,
-            payload=payload, tracking_number=tracking_number, carrier=carrier,
-        )
+        event = locked_line_apply_status(line=locked, to=to, source=source, **details)
     _refresh(line, locked)
     if not event.applied:
         raise IllegalTransition(refusal_message(event.from_status, to), event=event)
     return event
 
 
-def locked_line_apply_status(
-    *,
-    line: OrderLine,
-    to: str,
-    source: str,
-    actor=None,
-    actor_label: str = "",
-    reason: str = "",
-    payload: dict | None = None,
-    tracking_number: str = "",
-    carrier: str = "",
-) -> LineEvent:
+def locked_line_apply_status(*, line: OrderLine, to: str, source: str, **details: Unpack[ChangeDetails]) -> LineEvent:
     """:func:`line_apply_status` for a caller that has already locked ``line`` with
     ``select_for_update()`` inside its own ``transaction.atomic()`` (the partner webhook reads the
     line once, with its lock, instead of a plain read and a locked re-read).
@@ -135,6 +133,9 @@ def locked_line_apply_status(
         raise LineStatusError(f"Unknown event source {source!r}.")
     if not transaction.get_connection().in_atomic_block:
         raise LineStatusError("locked_line_apply_status needs the caller's transaction holding the line's lock.")
+    actor = details.get("actor")
+    actor_label, reason = details.get("actor_label", ""), details.get("reason", "")
+    tracking_number, carrier = details.get("tracking_number", ""), details.get("carrier", "")
     authed_actor = actor if getattr(actor, "is_authenticated", False) else None
     from_status = line.status
     applied = can_transition(from_status, to)
@@ -147,7 +148,7 @@ def locked_line_apply_status(
         actor=authed_actor,
         actor_label=actor_label,
         reason=reason,
-        payload=payload or {},
+        payload=details.get("payload") or {},
     )
     if not applied:
         return event
@@ -164,7 +165,7 @@ def locked_line_apply_status(
     line.save(update_fields=fields)
     if source != Source.WEBHOOK:
         audit_record(
-            action="order_line.status_changed",
+            action=Action.LINE_STATUS,
             actor=authed_actor,
             actor_label=actor_label,
             clinic=line.order.clinic,
@@ -172,10 +173,21 @@ def locked_line_apply_status(
             obj=line,
             detail={"from": from_status, "to": to, "source": source, "order_id": line.order_id},
         )
+    _decide_money(line=line, from_status=from_status, to=to, actor=authed_actor)
+    return event
+
+
+def _decide_money(*, line: OrderLine, from_status: str, to: str, actor) -> None:
+    """When a change moves money: the rules in the module docstring. Called in the change's
+    transaction; the settlement tasks run after it commits."""
     # Only a line's first final answer can complete the order; other moves skip the check.
     if to in ANSWERED and from_status not in ANSWERED:
         order_request_settlement_if_answered(order_id=line.order_id)
-    return event
+    if to in NEVER_CHARGED and from_status in MAY_BE_CAPTURED:
+        from django_q.tasks import async_task
+
+        actor_id = getattr(actor, "pk", None)
+        transaction.on_commit(lambda: async_task("fulfillment.tasks.refund_order_line", line.pk, actor_id))
 
 
 def _refresh(line: OrderLine, fresh: OrderLine) -> None:
@@ -205,3 +217,11 @@ def order_request_settlement_if_answered(*, order_id: int) -> bool:
         return False
     transaction.on_commit(lambda: async_task("fulfillment.tasks.settle_order_payment", order_id))
     return True
+
+
+def line_set_status_by_staff(*, line: OrderLine, to: str, actor, reason: str) -> LineEvent:
+    """Pharmacy staff override of a line's status (allowed transitions only; audited). A refused
+    change raises :class:`IllegalTransition` and its refusal stays recorded."""
+    return line_apply_status(
+        line=line, to=to, source=Source.STAFF, actor=actor, actor_label=getattr(actor, "username", ""), reason=reason,
+    )

@@ -1,8 +1,9 @@
-"""Stripe's events about our PaymentIntents: ``POST /api/stripe/events``.
+"""Stripe's events about our PaymentIntents: ``POST /api/stripe/events``, and the reconciliation
+that keeps our records in step with what Stripe reports.
 
 Verified with Stripe's signature (``Stripe-Signature``, ``settings.STRIPE_WEBHOOK_SECRET``) before
 anything is read; what cannot be verified is refused with 400 and not stored. A verified
-PaymentIntent event goes through :func:`~fulfillment.payments.reconcile_payment_intent`.
+PaymentIntent event goes through :func:`reconcile_payment_intent`.
 
 Status codes tell Stripe whether to deliver again: 2xx done; 409 while the checkout that made
 the authorization may still finish, 503 when Stripe itself could not be reached to act on it
@@ -14,14 +15,137 @@ import logging
 
 import stripe
 from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
 from rest_framework.response import Response
 
-from fizy.lib.payments import PaymentError
+from clinics.models import Clinic
+from fizy.lib.money import from_cents
+from fizy.lib.payments import CANCELED, REQUIRES_CAPTURE, SUCCEEDED, Authorization, PaymentError, PaymentState, get_gateway
 
-from .payments import PaymentServiceError, Reconciled, reconcile_payment_intent
+from .models import Order
+from .settlement import (
+    CHECKOUT_GRACE,
+    PS,
+    PaymentServiceError,
+    authorization_release,
+    order_record_authorization,
+    order_record_settled_state,
+    orphan_refund,
+)
 
 logger = logging.getLogger(__name__)
+
+
+class Reconciled:
+    """What :func:`reconcile_payment_intent` did (stable strings for the endpoint and the tests)."""
+
+    IN_SYNC = "in_sync"
+    UPDATED = "updated"
+    IN_PROGRESS = "in_progress"
+    CANCELLED_ORPHAN = "cancelled_orphan"
+    REFUNDED_ORPHAN = "refunded_orphan"
+    IGNORED = "ignored"
+
+
+def _int_or_none(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _order_for_intent(reference: str, metadata: dict) -> Order | None:
+    order = Order.objects.select_related("clinic").filter(payment_reference=reference).first()
+    if order is not None:
+        return order
+    cart_id = _int_or_none(metadata.get("cart_id"))
+    if cart_id is None:
+        return None
+    order = Order.objects.select_related("clinic").filter(cart_id=cart_id).first()
+    # An order of that cart paid by another intent makes this intent an orphan, not its payment.
+    if order is not None and order.payment_reference in ("", reference):
+        return order
+    return None
+
+
+def _checkout_in_progress(metadata: dict) -> bool:
+    """The checkout that made the authorization started within the grace (it says when in the
+    intent's metadata, ``checkout_started_at`` in Unix seconds), so it may still create its order."""
+    started = _int_or_none(metadata.get("checkout_started_at"))
+    if started is None:
+        return False
+    return timezone.now().timestamp() - started < CHECKOUT_GRACE.total_seconds()
+
+
+def _sync_order(order: Order, intent: dict, gateway_name: str) -> str:
+    """Bring the order's payment fields in step with the intent Stripe reports."""
+    status = intent.get("status")
+    with transaction.atomic():
+        order = Order.objects.select_for_update().select_related("clinic").get(pk=order.pk)
+        if status == REQUIRES_CAPTURE and order.payment_status == PS.NONE:
+            order_record_authorization(
+                order=order, gateway_name=gateway_name,
+                authorization=Authorization(
+                    ok=True, reference=intent["id"], status=status,
+                    amount=from_cents(intent.get("amount_capturable") or intent.get("amount")),
+                ),
+            )
+            return Reconciled.UPDATED
+        if status in (SUCCEEDED, CANCELED) and order.payment_status in (PS.NONE, PS.AUTHORIZED):
+            if not order.payment_reference:
+                order.payment_reference = intent["id"]
+                order.payment_gateway = gateway_name
+            state = PaymentState(
+                reference=intent["id"], status=status, amount=from_cents(intent.get("amount")),
+                amount_received=from_cents(intent.get("amount_received")),
+            )
+            order_record_settled_state(
+                order=order, state=state, gateway_name=gateway_name, line_ids=None,
+                cancel_message="Stripe reports the authorization was cancelled.",
+            )
+            return Reconciled.UPDATED
+    return Reconciled.IN_SYNC
+
+
+def reconcile_payment_intent(*, intent: dict) -> str:
+    """Make our records agree with a PaymentIntent Stripe reports (from a webhook event).
+
+    With an order: keep its payment fields in step (authorized, captured, cancelled). Without
+    one: an authorization whose checkout is no longer in progress is cancelled (a captured one is
+    refunded), so there is never a charge without an order. Intents that are not Fizy's (no
+    clinic in their metadata) are left alone. Returns one of :class:`Reconciled`."""
+    reference = intent.get("id") or ""
+    status = intent.get("status") or ""
+    metadata = intent.get("metadata") or {}
+    gateway = get_gateway()
+    order = _order_for_intent(reference, metadata)
+    if order is not None:
+        return _sync_order(order, intent, order.payment_gateway or gateway.name)
+    clinic = Clinic.objects.filter(pk=_int_or_none(metadata.get("clinic_id"))).first()
+    if clinic is None or not reference:
+        return Reconciled.IGNORED
+    if status == REQUIRES_CAPTURE:
+        if _checkout_in_progress(metadata):
+            return Reconciled.IN_PROGRESS
+        authorization_release(
+            clinic=clinic, reference=reference,
+            amount=from_cents(intent.get("amount_capturable") or intent.get("amount")),
+            message="An authorization without an order (its checkout did not finish) was cancelled.",
+        )
+        # The checkout may have finished while we cancelled: then its order must say so too.
+        late = _order_for_intent(reference, metadata)
+        if late is not None:
+            _sync_order(late, {**intent, "status": CANCELED}, late.payment_gateway or gateway.name)
+        return Reconciled.CANCELLED_ORPHAN
+    if status == SUCCEEDED and intent.get("amount_received"):
+        orphan_refund(clinic=clinic, reference=reference, amount=from_cents(intent["amount_received"]))
+        return Reconciled.REFUNDED_ORPHAN
+    return Reconciled.IGNORED
+
+
+# --- the endpoint ------------------------------------------------------------------------------
 
 HANDLED_EVENTS = frozenset({
     "payment_intent.amount_capturable_updated",

@@ -1,6 +1,6 @@
 """django-q2 tasks of fulfillment. Each takes ids, re-reads, calls one service, and is safe to run twice."""
 
-from .services import partner_order_dispatch
+from .dispatch import partner_order_dispatch
 
 
 def dispatch_partner_order(partner_order_id: int) -> str:
@@ -10,9 +10,9 @@ def dispatch_partner_order(partner_order_id: int) -> str:
 
 def settle_order_payment(order_id: int):
     """Every line has its partner's final answer: capture the accepted lines, or cancel the
-    authorization when none was accepted (``fulfillment.payments``, imported here so a missing or
-    broken payments module never blocks dispatch or webhooks)."""
-    from .payments import order_settle_payment
+    authorization when none was accepted (``fulfillment.settlement``, imported here so a broken
+    settlement module never blocks dispatch or webhooks)."""
+    from .settlement import order_settle_payment
 
     return order_settle_payment(order_id=order_id)
 
@@ -25,11 +25,12 @@ def sandbox_play_step(sandbox_order_id: int, step: int, attempt: int = 1) -> int
 
 
 def refund_order_line(line_id: int, actor_id: int | None = None):
-    """A line was cancelled: give back its landed cost if it had been captured (payments decides)."""
+    """A line will never be charged (rejected, cancelled, failed): give back its landed cost if it
+    had been captured (settlement decides)."""
     from django.contrib.auth import get_user_model
 
     from .models import OrderLine
-    from .payments import order_line_refund
+    from .settlement import order_line_refund
 
     actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
     return order_line_refund(line=OrderLine.objects.get(pk=line_id), actor=actor)

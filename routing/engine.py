@@ -46,7 +46,7 @@ import datetime
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import NamedTuple
 
 from django.db.models import Q
@@ -54,28 +54,9 @@ from django.utils import timezone
 
 from catalog.models import Offering, Partner, PartnerStateLicense, Product
 from clinics.models import Clinic, Patient
+from fizy.lib.money import ZERO, format_money, money, split_evenly
 
 from .models import RoutingRule
-
-CENT = Decimal("0.01")
-ZERO = Decimal("0.00")
-
-
-def money(value) -> Decimal:
-    return Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP)
-
-
-def format_money(value: Decimal) -> str:
-    return f"${value:,.2f}"
-
-
-def split_evenly(amount: Decimal, parts: int) -> list[Decimal]:
-    """``amount`` in ``parts`` shares that differ by at most one cent and sum exactly to it; the
-    remainder cents go to the first shares."""
-    cents = int(money(amount) * 100)
-    base, remainder = divmod(cents, parts)
-    return [money(Decimal(base + (1 if i < remainder else 0)) / 100) for i in range(parts)]
-
 
 @dataclass
 class RoutingDecision:
@@ -106,11 +87,6 @@ class RoutingDecision:
     @property
     def routed(self) -> bool:
         return self.partner is not None
-
-    @property
-    def reason_lines(self) -> list[str]:
-        """The headline followed by every detail, one per line (the admin's test-a-route page)."""
-        return [self.headline or self.reason, *self.skipped_rules, *self.ineligible]
 
 
 class PartnerSubtotal(NamedTuple):
@@ -350,11 +326,6 @@ def route_lines(lines: Iterable, *, clinic: Clinic | None, today: datetime.date 
         for line in lines
     ]
     return {d.line_id: d for d in _route(needs, clinic=clinic, today=today)}
-
-
-def route_cart(cart, *, today: datetime.date | None = None) -> dict[int, RoutingDecision]:
-    """Route every line of a cart (any object with ``lines`` and ``clinic``)."""
-    return route_lines(cart.lines.select_related("patient", "product"), clinic=cart.clinic, today=today)
 
 
 def route_preview(

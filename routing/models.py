@@ -6,10 +6,6 @@ from catalog.models import Partner, Product
 from clinics.models import Clinic, Organization
 
 
-def state_name(code: str) -> str:
-    return dict(STATE_CHOICES).get(code, code)
-
-
 def validate_state_codes(value) -> None:
     """A JSON list of two-letter codes from localflavor's ``STATE_CHOICES`` (what Patient.state stores)."""
     if not isinstance(value, list):

@@ -1,12 +1,10 @@
 """A double (or tenfold) submit yields one authorization and one order (PostgreSQL row locks)."""
 
-import threading
-
 import pytest
-from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
+from fizy.tests.concurrency import run_threads
 from fulfillment.models import Order, PaymentEvent
 
 SUBMITS = 10
@@ -26,24 +24,14 @@ def test_ten_concurrent_place_order_requests_make_one_charge_and_one_order(alice
 
     monkeypatch.setattr(payments.SandboxGateway, "authorize", counting_authorize)
     version = ready_cart["cart"].version
-    start = threading.Barrier(SUBMITS)
     statuses = []
 
     def submit():
         client = Client()
         client.force_login(alice)
-        try:
-            start.wait()
-            statuses.append(client.post(reverse("carts:checkout"), {"version": version}).status_code)
-        finally:
-            connection.close()
+        statuses.append(client.post(reverse("carts:checkout"), {"version": version}).status_code)
 
-    threads = [threading.Thread(target=submit) for _ in range(SUBMITS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-
+    assert run_threads(*[submit] * SUBMITS) == []
     assert len(statuses) == SUBMITS
     assert statuses.count(302) == 1  # the one that placed the order is sent to its status page
     assert len(authorizations) == 1

@@ -1,15 +1,14 @@
 """Coordinators adding to one clinic's cart at the same time lose nothing (PostgreSQL row locks)."""
 
-import threading
 from collections import Counter
 
 import pytest
-from django.db import connection
 
 from carts.models import Cart, CartLine
 from carts.services import LineInput, cart_add_lines
 from catalog.tests.factories import ProductFactory
 from clinics.tests.factories import ClinicFactory, MembershipFactory, PatientFactory, PrescriberFactory
+from fizy.tests.concurrency import run_threads
 
 THREADS, ADDS = 8, 25
 
@@ -31,27 +30,14 @@ def test_eight_coordinators_adding_25_lines_each_lose_nothing():
         for patient, product, qty in adds:
             expected[(patient.pk, product.pk)] += qty
 
-    errors = []
-    start = threading.Barrier(THREADS)
-
     def coordinator(t):
-        try:
-            start.wait()
+        def adds():
             for patient, product, qty in plan[t]:
                 cart_add_lines(clinic=clinic, actor=users[t], items=[
                     LineInput(patient=patient, product=product, prescriber=prescriber, quantity=qty, sig="Take as below")])
-        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
-            errors.append(repr(exc))
-        finally:
-            connection.close()
+        return adds
 
-    threads = [threading.Thread(target=coordinator, args=(t,)) for t in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-
-    assert errors == []
+    assert run_threads(*[coordinator(t) for t in range(THREADS)]) == []
     assert Cart.objects.filter(clinic=clinic).count() == 1
     got = Counter({(l.patient_id, l.product_id): l.quantity for l in CartLine.objects.all()})
     assert got == expected

@@ -16,7 +16,7 @@ from catalog.tests.factories import OfferingFactory, PartnerFactory, ProductFact
 from clinics.models import Patient, Prescriber, PrescriberLicense
 from clinics.tests.factories import DEARegistrationFactory, PrescriberFactory, PrescriberLicenseFactory
 from fulfillment.models import Order, OrderLine, PartnerOrder
-from routing.engine import route_cart
+from routing.tests.factories import route_cart
 
 pytestmark = pytest.mark.django_db
 

@@ -38,14 +38,6 @@ def validate_npi(value: str) -> None:
         )
 
 
-def dea_is_valid(value: str) -> bool:
-    try:
-        validate_dea(value)
-    except ValidationError:
-        return False
-    return True
-
-
 def validate_dea(value: str) -> None:
     match = _DEA_RE.match(value or "")
     if not match:

@@ -1,10 +1,10 @@
 """Template helpers for pages that render hundreds of rows (the cart): the same output as
 ``floatformat``/``intcomma`` and ``{% url %}``, without their per-call cost."""
 
-from decimal import Decimal
-
 from django import template
 from django.urls import get_script_prefix, reverse
+
+from fizy.lib.money import format_money
 
 register = template.Library()
 
@@ -12,12 +12,7 @@ _PLACEHOLDER = "987654321"
 _url_templates: dict[tuple[str, str], str] = {}
 
 
-@register.filter
-def money(value) -> str:
-    """Dollars with cents and thousands separators: 1234.5 → "$1,234.50"; None → "—"."""
-    if value is None or value == "":
-        return "—"
-    return f"${Decimal(value):,.2f}"
+money = register.filter("money", format_money)  # "$1,234.50"; None → "—"
 
 
 @register.filter

@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pytest
 
+from clinics.payment_messages import decline_message
 from fizy.lib.payments import (
     CANCELED,
     REQUIRES_CAPTURE,
@@ -17,8 +18,8 @@ from fizy.lib.payments import (
     SandboxGateway,
     StripeGateway,
     get_gateway,
-    to_cents,
 )
+from fizy.lib.money import to_cents
 from fizy.tests.fake_stripe import fake_stripe  # noqa: F401  (fixture)
 
 
@@ -74,7 +75,7 @@ def test_stripe_decline_reads_like_a_sentence(fake_stripe):  # noqa: F811
     assert not result.ok
     assert result.decline_code == "insufficient_funds"
     assert result.reference.startswith("pi_fake")
-    assert result.message == (
+    assert decline_message(result) == (
         "The card ending 9995 was declined by the bank (insufficient funds). Ask your clinic admin to update "
         "the card on the Billing page, then place the order again."
     )
@@ -85,15 +86,15 @@ def test_stripe_authentication_required_is_a_readable_decline(fake_stripe):  # n
 
     assert not result.ok
     assert result.decline_code == "authentication_required"
-    assert "card ending 3184" in result.message and "authentication required" in result.message
-    assert "Billing page" in result.message
+    assert "card ending 3184" in decline_message(result) and "authentication required" in decline_message(result)
+    assert "Billing page" in decline_message(result)
 
 
 def test_stripe_intent_left_requiring_action_is_not_an_authorization(fake_stripe):  # noqa: F811
     result = authorize(get_gateway(), pm="pm_card_threeDSecureRequired")
 
     assert not result.ok and result.status == "requires_action"
-    assert "authentication required" in result.message
+    assert "authentication required" in decline_message(result)
 
 
 def test_stripe_partial_capture_sends_amount_to_capture(fake_stripe):  # noqa: F811
@@ -202,14 +203,14 @@ def test_sandbox_declined_card_says_why():
     result = authorize(SandboxGateway(), pm="pm_sandbox_declined")
 
     assert not result.ok and result.decline_code == "insufficient_funds"
-    assert result.message.startswith("The card ending 0002 was declined by the bank (insufficient funds).")
+    assert decline_message(result).startswith("The card ending 0002 was declined by the bank (insufficient funds).")
 
 
 def test_sandbox_card_that_needs_authentication_fails_authentication():
     result = authorize(SandboxGateway(), pm="pm_sandbox_auth_required")
 
     assert not result.ok and result.decline_code == "authentication_required"
-    assert "card ending 3155" in result.message
+    assert "card ending 3155" in decline_message(result)
 
 
 def test_sandbox_capture_cancel_refund_have_stripe_shapes():

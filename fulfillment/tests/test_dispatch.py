@@ -9,7 +9,7 @@ from django_q.models import Schedule
 from catalog.tests.factories import PartnerFactory
 from fulfillment import tasks
 from fulfillment.models import LineEvent, OrderLine, PartnerOrder
-from fulfillment.services import (
+from fulfillment.dispatch import (
     DispatchError,
     DispatchOutcome,
     dispatch_backoff,

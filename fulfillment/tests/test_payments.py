@@ -6,22 +6,23 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from carts.checkout import authorization_metadata
 from carts.models import Cart
 from catalog.tests.factories import PartnerFactory, ProductFactory
 from clinics.models import AuditEntry
+from clinics.payment_messages import decline_message
 from clinics.tests.factories import PatientFactory
 from fizy.lib.payments import CANCELED, REQUIRES_CAPTURE, SUCCEEDED, PaymentError, SandboxGateway
-from fulfillment import payments
+from fulfillment import settlement, stripe_webhooks
 from fulfillment.models import Order, OrderLine, PartnerOrder, PaymentEvent
-from fulfillment.payments import (
+from fulfillment.settlement import (
     PaymentServiceError,
-    Reconciled,
     order_line_refund,
     order_record_authorization,
     order_settle_payment,
-    reconcile_payment_intent,
-    record_payment_failure,
+    payment_record_failure,
 )
+from fulfillment.stripe_webhooks import Reconciled, reconcile_payment_intent
 
 S = OrderLine.Status
 PS = Order.PaymentStatus
@@ -59,7 +60,8 @@ class RecordingGateway(SandboxGateway):
 @pytest.fixture
 def gateway(monkeypatch):
     gw = RecordingGateway()
-    monkeypatch.setattr(payments, "get_gateway", lambda: gw)
+    monkeypatch.setattr(settlement, "get_gateway", lambda: gw)
+    monkeypatch.setattr(stripe_webhooks, "get_gateway", lambda: gw)
     return gw
 
 
@@ -122,8 +124,8 @@ def test_a_failed_authorization_is_a_row_without_an_order(clinic_a):
         amount=Decimal("80.00"), currency="usd", customer_id="c", payment_method_id="pm_sandbox_declined",
         idempotency_key="cart-1-v3",
     )
-    event = record_payment_failure(
-        clinic=clinic_a, message=declined.message, reference=declined.reference, amount=declined.amount,
+    event = payment_record_failure(
+        clinic=clinic_a, message=decline_message(declined), reference=declined.reference, amount=declined.amount,
         gateway_name="sandbox", decline_code=declined.decline_code,
     )
     assert event.kind == Kind.FAILED and event.order is None
@@ -270,7 +272,7 @@ def checkout_cart(clinic, *, started_minutes_ago):
 
 
 def intent(reference, *, status=REQUIRES_CAPTURE, cents=12000, cart=None, clinic=None, **extra):
-    metadata = payments.authorization_metadata(cart=cart) if cart else {}
+    metadata = authorization_metadata(cart=cart) if cart else {}
     if clinic is not None:
         metadata["clinic_id"] = str(clinic.pk)
     return {"id": reference, "object": "payment_intent", "status": status, "amount": cents,
@@ -312,7 +314,7 @@ def test_reconcile_leaves_an_authorization_that_has_an_order(clinic_a, gateway):
 def test_reconcile_cancels_a_second_authorization_for_a_cart_that_already_has_its_order(clinic_a, gateway):
     cart = Cart.objects.create(clinic=clinic_a, status=Cart.Status.SUBMITTED)
     order = make_order(clinic_a, [(S.PENDING, "120.00")])
-    Order.objects.filter(pk=order.pk).update(cart=cart)
+    Order.objects.filter(pk=order.pk).update(cart_id=cart.pk)
 
     outcome = reconcile_payment_intent(intent=intent("pi_duplicate", cart=cart))
 

@@ -11,7 +11,7 @@ from django_q.models import Schedule
 from catalog.tests.factories import PartnerFactory
 from fulfillment.models import Order, OrderLine, PaymentEvent, SandboxPartnerOrder, WebhookEvent
 from fulfillment.sandbox import sandbox_line_events, sandbox_play_all
-from fulfillment.services import order_queue_dispatch
+from fulfillment.dispatch import order_queue_dispatch
 from fulfillment.tests.factories import order_with_lines
 
 pytestmark = pytest.mark.django_db

@@ -10,11 +10,12 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from carts.checkout import authorization_idempotency_key, authorization_metadata
 from carts.models import Cart
 from fizy.lib.payments import get_gateway
 from fizy.tests.fake_stripe import WEBHOOK_SECRET, fake_stripe, sign  # noqa: F401  (fixture)
 from fulfillment.models import Order, PaymentEvent
-from fulfillment.payments import authorization_idempotency_key, authorization_metadata, order_record_authorization
+from fulfillment.settlement import order_record_authorization
 from fulfillment.tests.test_payments import make_order
 
 URL = "/api/stripe/events"

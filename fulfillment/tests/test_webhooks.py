@@ -230,7 +230,7 @@ def test_the_last_two_lines_answered_at_once_request_settlement_once(settle_call
     from django.test import Client
 
     from fulfillment import status
-    from tests.reliability.conftest import run_threads
+    from fizy.tests.concurrency import run_threads
 
     # Both requests answer their line, then wait for each other before the settlement check:
     # each transaction still sees the other's line as open unless the check is serialised.

@@ -11,17 +11,9 @@ from carts.tests.factories import CartFactory, CartLineFactory
 from catalog.models import PartnerStateLicense
 from catalog.tests.factories import OfferingFactory, PartnerFactory, ProductFactory
 from clinics.tests.factories import PatientFactory
-from routing.engine import (
-    cart_total,
-    cart_totals,
-    format_money,
-    partner_subtotals,
-    route_cart,
-    route_lines,
-    route_preview,
-    split_evenly,
-)
-from routing.tests.factories import RoutingRuleFactory
+from fizy.lib.money import format_money, split_evenly
+from routing.engine import cart_total, cart_totals, partner_subtotals, route_lines, route_preview
+from routing.tests.factories import RoutingRuleFactory, route_cart
 
 pytestmark = pytest.mark.django_db
 
@@ -270,7 +262,7 @@ def test_route_preview_shows_partner_cost_and_reason(glp1, harbor, cedar):
 
     assert decision.partner == harbor
     assert decision.landed_cost == offering_cost(harbor, glp1, quantity=2)
-    assert any("Cedar is not licensed in CA" in text for text in decision.reason_lines)
+    assert any("Cedar is not licensed in CA" in text for text in [*decision.skipped_rules, *decision.ineligible])
 
 
 def test_route_preview_ignores_clinic_specific_rules_without_a_clinic(glp1, harbor, cedar):

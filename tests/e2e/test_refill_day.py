@@ -122,7 +122,7 @@ def test_refill_day(page, demo, capsys):
     assert "Visa ending 4242" in page.inner_text("#card-on-file")
     you.click("#place-order")
     page.wait_for_url("**/orders/*")
-    order = Order.objects.get(clinic=clinic, cart__isnull=False)
+    order = Order.objects.get(clinic=clinic, cart_id__isnull=False)
     assert order.lines.count() == 23 and order.payment_status == Order.PaymentStatus.AUTHORIZED
     assert set(order.partner_orders.values_list("status", flat=True)) == {"sent"}
 

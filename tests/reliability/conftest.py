@@ -1,6 +1,6 @@
-"""Shared pieces of the reliability suite: a clinic cart ready to order, fake partner APIs that
-can go down and come back (``responses``: nothing leaves the machine), and a thread runner whose
-threads each use, and close, their own database connection."""
+"""Shared pieces of the reliability suite: a clinic cart ready to order, and fake partner APIs
+that can go down and come back (``responses``: nothing leaves the machine). Threads that start
+together: ``fizy.tests.concurrency.run_threads``."""
 
 import datetime
 import re
@@ -10,7 +10,6 @@ from decimal import Decimal
 import pytest
 import requests
 import responses as responses_lib
-from django.db import connection
 
 from carts.models import CartLine
 from carts.services import LineInput, cart_add_lines
@@ -104,30 +103,6 @@ def cart_state(cart):
     cart.refresh_from_db()
     return cart.status, cart.version, sorted(CartLine.objects.filter(cart=cart).values_list(
         "patient_id", "product_id", "quantity", "sig", "prescriber_id"))
-
-
-def run_threads(*targets, timeout=60):
-    """Run each callable in its own thread, started together; every thread closes its own
-    database connection. Returns the exceptions raised (as reprs)."""
-    errors = []
-    start = threading.Barrier(len(targets))
-
-    def wrap(target):
-        try:
-            start.wait()
-            target()
-        except Exception as exc:  # noqa: BLE001 - reported to the test
-            errors.append(repr(exc))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=wrap, args=(t,)) for t in targets]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=timeout)
-    assert not any(thread.is_alive() for thread in threads), "a thread is stuck (deadlock?)"
-    return errors
 
 
 from fizy.tests.fake_stripe import fake_stripe  # noqa: E402,F401  (fixture: a local fake Stripe server)

@@ -16,7 +16,7 @@ from catalog.tests.factories import ProductFactory
 from clinics.models import AuditEntry
 from clinics.tests.factories import MembershipFactory, PatientFactory, PrescriberFactory
 
-from .conftest import run_threads
+from fizy.tests.concurrency import run_threads
 
 ADDERS, ADDS_EACH = 4, 6
 

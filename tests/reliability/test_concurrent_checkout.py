@@ -12,9 +12,10 @@ from django.urls import reverse
 
 from carts.models import Cart, CartLine
 from clinics.tests.factories import MembershipFactory
+from fizy.tests.concurrency import run_threads
 from fulfillment.models import Order, PaymentEvent
 
-from .conftest import cart_state, run_threads
+from .conftest import cart_state
 
 SUBMITS = 8
 LOSER_MESSAGES = (

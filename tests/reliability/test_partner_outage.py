@@ -13,7 +13,7 @@ from django_q.models import Schedule
 
 from fulfillment import tasks
 from fulfillment.models import Order, OrderLine, PartnerOrder
-from fulfillment.services import DispatchOutcome
+from fulfillment.dispatch import DispatchOutcome
 
 from .conftest import cart_state
 

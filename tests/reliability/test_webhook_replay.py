@@ -16,12 +16,11 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fizy.tests.concurrency import run_threads
 from fulfillment import webhooks
 from fulfillment.models import LineEvent, OrderLine, WebhookEvent
 from fulfillment.tests.factories import order_with_lines
 from fulfillment.webhooks import webhook_signature
-
-from .conftest import run_threads
 
 S = OrderLine.Status
 W = WebhookEvent.Outcome

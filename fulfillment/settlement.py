@@ -1,5 +1,8 @@
-"""Payment services on orders: record the authorization, settle (capture only what partners
-accepted), refund a cancelled line, and reconcile what Stripe tells us.
+"""Money after the order, in one module: record the authorization an order is paid by, release
+an authorization that paid for nothing, settle (capture only what partners accepted), refund a
+line that will not be charged after all. The Stripe reconciliation lives beside the Stripe
+endpoint (``fulfillment.stripe_webhooks``); *when* money moves is decided by the line state
+machine (``fulfillment.status``), which queues the tasks that call these services.
 
 Every action writes a :class:`~fulfillment.models.PaymentEvent` and an audit row in the same
 transaction. The gateway is never called while a row lock is held: call it first, then lock the
@@ -14,23 +17,11 @@ import logging
 from decimal import Decimal
 
 from django.db import transaction
-from django.utils import timezone
 
-from carts.models import Cart
-from clinics.audit import audit_record
+from clinics.audit import Action, audit_record
 from clinics.models import Clinic
-from fizy.lib.payments import (
-    CANCELED,
-    REQUIRES_CAPTURE,
-    SUCCEEDED,
-    Authorization,
-    Gateway,
-    PaymentError,
-    PaymentState,
-    from_cents,
-    get_gateway,
-    to_cents,
-)
+from fizy.lib.money import ZERO, to_cents
+from fizy.lib.payments import CANCELED, SUCCEEDED, Authorization, Gateway, PaymentError, PaymentState, get_gateway
 
 from .models import Order, OrderLine, PaymentEvent
 from .status import ANSWERED, CHARGEABLE
@@ -39,33 +30,23 @@ logger = logging.getLogger(__name__)
 
 PS = Order.PaymentStatus
 Kind = PaymentEvent.Kind
-ZERO = Decimal("0.00")
 CAPTURE_KINDS = (Kind.CAPTURED, Kind.PARTIALLY_CAPTURED)
-# A cart still "checking out" this recently may yet turn its authorization into an order.
+AUDIT_ACTIONS = {
+    Kind.AUTHORIZED: Action.PAYMENT_AUTHORIZED,
+    Kind.CAPTURED: Action.PAYMENT_CAPTURED,
+    Kind.PARTIALLY_CAPTURED: Action.PAYMENT_PARTIALLY_CAPTURED,
+    Kind.CANCELLED: Action.PAYMENT_CANCELLED,
+    Kind.REFUNDED: Action.PAYMENT_REFUNDED,
+    Kind.FAILED: Action.PAYMENT_FAILED,
+}
+# A checkout that started less than this ago may still turn its authorization into an order;
+# one that started longer ago was interrupted (its cart may be ordered again, its authorization
+# released).
 CHECKOUT_GRACE = datetime.timedelta(minutes=10)
 
 
 class PaymentServiceError(Exception):
     """A payment action that cannot be done on this order or line; the message is readable."""
-
-
-# --- helpers shared with checkout ---------------------------------------------------------------
-
-
-def authorization_idempotency_key(*, cart: Cart, payment_method_id: str = "") -> str:
-    """One authorization per attempt at a cart version: a double submit replays the same
-    PaymentIntent, but after a decline the next attempt (a new card, or the same card once the
-    bank agrees) gets a key of its own — Stripe would otherwise replay the decline."""
-    failed = PaymentEvent.objects.filter(
-        clinic_id=cart.clinic_id, kind=Kind.FAILED, order=None,
-        payload__cart=cart.pk, payload__cart_version=cart.version,
-    ).count()
-    return f"fizy-cart-{cart.pk}-v{cart.version}-{payment_method_id or 'card'}-a{failed}-authorize"
-
-
-def authorization_metadata(*, cart: Cart) -> dict[str, str]:
-    """What the PaymentIntent carries so a Stripe event can be tied back to its checkout."""
-    return {"clinic_id": str(cart.clinic_id), "cart_id": str(cart.pk), "cart_version": str(cart.version)}
 
 
 def _gateway_for(order: Order) -> Gateway:
@@ -88,7 +69,7 @@ def _record(
         reference=reference, message=message, payload=payload or {},
     )
     audit_record(
-        action=f"payment.{kind}",
+        action=AUDIT_ACTIONS[kind],
         actor=actor,
         clinic=clinic,
         patient=patient,
@@ -98,7 +79,7 @@ def _record(
     return event
 
 
-# --- authorization (called by checkout) ----------------------------------------------------------
+# --- authorization (called by order placement and checkout) -------------------------------------
 
 
 def order_record_authorization(
@@ -120,34 +101,53 @@ def order_record_authorization(
         )
 
 
-def record_payment_failure(
+def payment_record_failure(
     *, clinic: Clinic, message: str, reference: str, amount: Decimal, gateway_name: str,
-    decline_code: str = "", actor=None, cart: Cart | None = None,
+    decline_code: str = "", actor=None, payload: dict | None = None,
 ) -> PaymentEvent:
-    """A declined or failed authorization at checkout: no order, but a row that says why (and
-    which cart version it was for, so the next attempt gets a fresh idempotency key)."""
-    payload = {"decline_code": decline_code}
-    if cart is not None:
-        payload.update(cart=cart.pk, cart_version=cart.version)
-    with transaction.atomic():
+    """A declined or failed authorization: no order, but a row that says why. ``payload`` carries
+    what the caller needs to find it again (checkout: the cart and its version)."""
+    with transaction.atomic(durable=True):
         return _record(
             kind=Kind.FAILED, clinic=clinic, order=None, amount=amount, gateway_name=gateway_name,
-            reference=reference, message=message, actor=actor, payload=payload,
+            reference=reference, message=message, actor=actor, payload={"decline_code": decline_code, **(payload or {})},
         )
 
 
-def record_authorization_cancelled(
-    *, clinic: Clinic, reference: str, amount: Decimal, gateway_name: str, message: str, actor=None,
-) -> PaymentEvent:
-    """Checkout cancelled an approved authorization because its order could not be created."""
-    with transaction.atomic():
+def _record_orphan_once(*, clinic: Clinic, kind: str, reference: str, amount: Decimal, gateway_name: str,
+                        message: str, actor=None) -> PaymentEvent:
+    """Record what happened to a payment that has no order, once per payment and kind."""
+    with transaction.atomic(durable=True):
+        Clinic.objects.select_for_update().filter(pk=clinic.pk).first()  # serialise repeated deliveries
+        existing = PaymentEvent.objects.filter(order=None, reference=reference, kind=kind).first()
+        if existing is not None:
+            return existing
         return _record(
-            kind=Kind.CANCELLED, clinic=clinic, order=None, amount=amount, gateway_name=gateway_name,
-            reference=reference, message=message, actor=actor,
+            kind=kind, clinic=clinic, order=None, amount=amount, gateway_name=gateway_name,
+            reference=reference, message=message, actor=actor, payload={"orphan": True},
         )
 
 
-# --- settlement ---------------------------------------------------------------------------------
+def authorization_release(*, clinic: Clinic, reference: str, amount: Decimal, message: str, actor=None) -> PaymentEvent:
+    """Cancel an approved authorization that pays for no order (its checkout failed after the
+    approval, or died) and record why, once. Raises PaymentError when the gateway cannot be
+    reached: the Stripe reconciliation then releases it when Stripe reports it again."""
+    gateway = get_gateway()
+    gateway.cancel(reference=reference, idempotency_key=f"fizy-orphan-{reference}-cancel")
+    return _record_orphan_once(
+        clinic=clinic, kind=Kind.CANCELLED, reference=reference, amount=amount, gateway_name=gateway.name,
+        message=message, actor=actor,
+    )
+
+
+def orphan_refund(*, clinic: Clinic, reference: str, amount: Decimal) -> PaymentEvent:
+    """Give back a charge that has no order (never a charge without an order), once."""
+    gateway = get_gateway()
+    refund = gateway.refund(reference=reference, amount=amount, idempotency_key=f"fizy-orphan-{reference}-refund")
+    return _record_orphan_once(
+        clinic=clinic, kind=Kind.REFUNDED, reference=reference, amount=refund.amount, gateway_name=gateway.name,
+        message=f"A charge without an order was refunded ({refund.reference}).",
+    )
 
 
 def _state_after_error(gateway: Gateway, reference: str, exc: PaymentError) -> PaymentState:
@@ -200,18 +200,18 @@ def order_settle_payment(*, order_id: int) -> Order:
         try:
             state = _state_after_error(gateway, order.payment_reference, exc)
         except PaymentError:
-            with transaction.atomic():
+            with transaction.atomic(durable=True):
                 _record(
                     kind=Kind.FAILED, clinic=order.clinic, order=order, amount=amount, gateway_name=gateway.name,
                     reference=order.payment_reference, message=exc.message, payload={"action": "settle", "code": exc.code},
                 )
             raise
     line_ids = [line.pk for line in accepted]
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         order = Order.objects.select_for_update().select_related("clinic").get(pk=order_id)
         if order.payment_status != PS.AUTHORIZED:
             return order  # a concurrent run recorded it
-        _apply_settled_state(order=order, state=state, gateway_name=gateway.name, line_ids=line_ids)
+        order_record_settled_state(order=order, state=state, gateway_name=gateway.name, line_ids=line_ids)
     # A line cancelled while the capture was in flight was charged: give it back.
     for line in OrderLine.objects.filter(pk__in=line_ids).exclude(status__in=CHARGEABLE):
         order_line_refund(line=line, actor=None)
@@ -222,11 +222,12 @@ def order_settle_payment(*, order_id: int) -> Order:
 NOTHING_ACCEPTED = "No line was accepted by a partner pharmacy; the authorization was released."
 
 
-def _apply_settled_state(
+def order_record_settled_state(
     *, order: Order, state: PaymentState, gateway_name: str, line_ids: list[int] | None,
     cancel_message: str = NOTHING_ACCEPTED,
 ) -> None:
-    """Record a capture or a cancellation the gateway reports. Caller holds the order's lock."""
+    """Record a capture or a cancellation the gateway reports (after our own capture, or when
+    Stripe tells us: ``line_ids`` None). The caller holds the order's lock."""
     if state.status == CANCELED:
         order.payment_status = PS.CANCELLED
         order.save(update_fields=["payment_status"])
@@ -281,7 +282,7 @@ def order_line_refund(*, line: OrderLine, actor) -> PaymentEvent | None:
     refund = gateway.refund(
         reference=order.payment_reference, amount=line.landed_cost, idempotency_key=f"fizy-line-{line.pk}-refund"
     )
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         order = Order.objects.select_for_update().select_related("clinic").get(pk=order.pk)
         existing = _line_refund_event(order, line.pk)
         if existing is not None:
@@ -294,130 +295,3 @@ def order_line_refund(*, line: OrderLine, actor) -> PaymentEvent | None:
             message=f"Refunded {line.product_name}: the line was {line.get_status_display().lower()}.",
             payload={"line_id": line.pk, "payment_reference": order.payment_reference, "status": refund.status},
         )
-
-
-# --- reconciliation with Stripe events ----------------------------------------------------------
-
-
-class Reconciled:
-    """What :func:`reconcile_payment_intent` did (stable strings for the endpoint and the tests)."""
-
-    IN_SYNC = "in_sync"
-    UPDATED = "updated"
-    IN_PROGRESS = "in_progress"
-    CANCELLED_ORPHAN = "cancelled_orphan"
-    REFUNDED_ORPHAN = "refunded_orphan"
-    IGNORED = "ignored"
-
-
-def _int_or_none(value) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _order_for_intent(reference: str, metadata: dict) -> Order | None:
-    order = Order.objects.select_related("clinic").filter(payment_reference=reference).first()
-    if order is not None:
-        return order
-    cart_id = _int_or_none(metadata.get("cart_id"))
-    if cart_id is None:
-        return None
-    order = Order.objects.select_related("clinic").filter(cart_id=cart_id).first()
-    # An order of that cart paid by another intent makes this intent an orphan, not its payment.
-    if order is not None and order.payment_reference in ("", reference):
-        return order
-    return None
-
-
-def _checkout_in_progress(metadata: dict) -> bool:
-    cart = Cart.objects.filter(pk=_int_or_none(metadata.get("cart_id"))).first()
-    if cart is None or cart.status != Cart.Status.CHECKING_OUT:
-        return False
-    started = cart.checkout_started_at or cart.updated_at
-    return started > timezone.now() - CHECKOUT_GRACE
-
-
-def _sync_order(order: Order, intent: dict, gateway_name: str) -> str:
-    """Bring the order's payment fields in step with the intent Stripe reports."""
-    status = intent.get("status")
-    with transaction.atomic():
-        order = Order.objects.select_for_update().select_related("clinic").get(pk=order.pk)
-        if status == REQUIRES_CAPTURE and order.payment_status == PS.NONE:
-            order_record_authorization(
-                order=order, gateway_name=gateway_name,
-                authorization=Authorization(
-                    ok=True, reference=intent["id"], status=status,
-                    amount=from_cents(intent.get("amount_capturable") or intent.get("amount")),
-                ),
-            )
-            return Reconciled.UPDATED
-        if status in (SUCCEEDED, CANCELED) and order.payment_status in (PS.NONE, PS.AUTHORIZED):
-            if not order.payment_reference:
-                order.payment_reference = intent["id"]
-                order.payment_gateway = gateway_name
-            state = PaymentState(
-                reference=intent["id"], status=status, amount=from_cents(intent.get("amount")),
-                amount_received=from_cents(intent.get("amount_received")),
-            )
-            _apply_settled_state(
-                order=order, state=state, gateway_name=gateway_name, line_ids=None,
-                cancel_message="Stripe reports the authorization was cancelled.",
-            )
-            return Reconciled.UPDATED
-    return Reconciled.IN_SYNC
-
-
-def _record_orphan(*, clinic: Clinic, kind: str, reference: str, amount: Decimal, gateway_name: str, message: str) -> str:
-    with transaction.atomic():
-        Clinic.objects.select_for_update().filter(pk=clinic.pk).first()  # serialise repeated deliveries
-        if not PaymentEvent.objects.filter(order=None, reference=reference, kind=kind).exists():
-            _record(
-                kind=kind, clinic=clinic, order=None, amount=amount, gateway_name=gateway_name,
-                reference=reference, message=message, payload={"orphan": True},
-            )
-    return Reconciled.CANCELLED_ORPHAN if kind == Kind.CANCELLED else Reconciled.REFUNDED_ORPHAN
-
-
-def reconcile_payment_intent(*, intent: dict) -> str:
-    """Make our records agree with a PaymentIntent Stripe reports (from a webhook event).
-
-    With an order: keep its payment fields in step (authorized, captured, cancelled). Without
-    one: an authorization whose checkout is no longer in progress is cancelled (a captured one is
-    refunded), so there is never a charge without an order. Intents that are not Fizy's (no
-    clinic in their metadata) are left alone. Returns one of :class:`Reconciled`."""
-    reference = intent.get("id") or ""
-    status = intent.get("status") or ""
-    metadata = intent.get("metadata") or {}
-    gateway = get_gateway()
-    order = _order_for_intent(reference, metadata)
-    if order is not None:
-        return _sync_order(order, intent, order.payment_gateway or gateway.name)
-    clinic = Clinic.objects.filter(pk=_int_or_none(metadata.get("clinic_id"))).first()
-    if clinic is None or not reference:
-        return Reconciled.IGNORED
-    if status == REQUIRES_CAPTURE:
-        if _checkout_in_progress(metadata):
-            return Reconciled.IN_PROGRESS
-        gateway.cancel(reference=reference, idempotency_key=f"fizy-orphan-{reference}-cancel")
-        outcome = _record_orphan(
-            clinic=clinic, kind=Kind.CANCELLED, reference=reference, gateway_name=gateway.name,
-            amount=from_cents(intent.get("amount_capturable") or intent.get("amount")),
-            message="An authorization without an order (its checkout did not finish) was cancelled.",
-        )
-        # The checkout may have finished while we cancelled: then its order must say so too.
-        late = _order_for_intent(reference, metadata)
-        if late is not None:
-            _sync_order(late, {**intent, "status": CANCELED}, late.payment_gateway or gateway.name)
-        return outcome
-    if status == SUCCEEDED and intent.get("amount_received"):
-        refund = gateway.refund(
-            reference=reference, amount=from_cents(intent["amount_received"]),
-            idempotency_key=f"fizy-orphan-{reference}-refund",
-        )
-        return _record_orphan(
-            clinic=clinic, kind=Kind.REFUNDED, reference=reference, gateway_name=gateway.name, amount=refund.amount,
-            message=f"A charge without an order was refunded ({refund.reference}).",
-        )
-    return Reconciled.IGNORED

@@ -1,4 +1,4 @@
-"""Fulfillment writes: queue an order's dispatch, send one partner order, retry a failed one.
+"""Dispatch: queue an order's partner orders, send one partner order, retry a failed one.
 
 A partner order is claimed with a conditional update (queued → sending) so any number of
 workers may run the same task: exactly one of them sends. The partner is called with no
@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from clinics.audit import audit_record
+from clinics.audit import Action, audit_record
 
 from .models import LineEvent, Order, OrderLine, PartnerOrder
 from .partners import PartnerClient, PartnerError, PartnerOrderAnswer, build_order_payload
@@ -116,7 +116,7 @@ def partner_order_dispatch(*, partner_order_id: int) -> str:
 
 def _record_sent(partner_order: PartnerOrder, line_ids: list[int], answer: PartnerOrderAnswer) -> None:
     partner = partner_order.partner
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         PartnerOrder.objects.filter(pk=partner_order.pk).update(
             status=PO.SENT,
             partner_reference=answer.reference,
@@ -125,7 +125,7 @@ def _record_sent(partner_order: PartnerOrder, line_ids: list[int], answer: Partn
             next_attempt_at=None,
         )
         audit_record(
-            action="partner_order.sent",
+            action=Action.PARTNER_ORDER_SENT,
             actor_label=DISPATCH_ACTOR,
             clinic=partner_order.order.clinic,
             obj=partner_order,
@@ -157,7 +157,7 @@ def _record_sent(partner_order: PartnerOrder, line_ids: list[int], answer: Partn
 def _record_failure(partner_order: PartnerOrder, error: PartnerError) -> str:
     attempts = partner_order.attempts
     partner = partner_order.partner
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         if error.transient and attempts < dispatch_max_attempts():
             next_at = timezone.now() + dispatch_backoff(attempts)
             PartnerOrder.objects.filter(pk=partner_order.pk, status=PO.SENDING).update(
@@ -171,7 +171,7 @@ def _record_failure(partner_order: PartnerOrder, error: PartnerError) -> str:
             reason = error.reason
         PartnerOrder.objects.filter(pk=partner_order.pk).update(status=PO.FAILED, last_error=reason, next_attempt_at=None)
         audit_record(
-            action="partner_order.dispatch_failed",
+            action=Action.PARTNER_ORDER_DISPATCH_FAILED,
             actor_label=DISPATCH_ACTOR,
             clinic=partner_order.order.clinic,
             obj=partner_order,
@@ -188,7 +188,7 @@ def partner_order_retry_dispatch(*, partner_order: PartnerOrder, actor) -> Partn
     """Staff action: send a failed partner order again (attempts start over, its failed lines go
     back to pending). Refused once the order's payment has been settled: the failed lines were
     not charged, so they must be ordered again from a new cart."""
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         locked = PartnerOrder.objects.select_for_update().select_related("order__clinic", "partner").get(pk=partner_order.pk)
         if locked.status != PO.FAILED:
             raise DispatchError(f"{locked} is {locked.get_status_display().lower()}, not failed; nothing to retry.")
@@ -203,7 +203,7 @@ def partner_order_retry_dispatch(*, partner_order: PartnerOrder, actor) -> Partn
         locked.next_attempt_at = None
         locked.save(update_fields=["status", "attempts", "last_error", "next_attempt_at"])
         audit_record(
-            action="partner_order.retry_dispatch", actor=actor, clinic=locked.order.clinic, obj=locked,
+            action=Action.PARTNER_ORDER_RETRY, actor=actor, clinic=locked.order.clinic, obj=locked,
             detail={"partner": locked.partner.slug},
         )
         for line in locked.lines.select_for_update().filter(status=LS.FAILED).order_by("pk"):
@@ -214,19 +214,3 @@ def partner_order_retry_dispatch(*, partner_order: PartnerOrder, actor) -> Partn
         transaction.on_commit(lambda: _enqueue_dispatch(locked.pk))
     partner_order.refresh_from_db()
     return partner_order
-
-
-def line_set_status_by_staff(*, line: OrderLine, to: str, actor, reason: str) -> LineEvent:
-    """Pharmacy staff override of a line's status (allowed transitions only; audited). A line
-    cancelled after its payment was captured is refunded, after commit, by a task."""
-    with transaction.atomic():
-        event = line_apply_status(
-            line=line, to=to, source=LineEvent.Source.STAFF, actor=actor,
-            actor_label=getattr(actor, "username", ""), reason=reason,
-        )
-        if to == LS.CANCELLED:
-            from django_q.tasks import async_task
-
-            actor_id = getattr(actor, "pk", None)
-            transaction.on_commit(lambda: async_task("fulfillment.tasks.refund_order_line", line.pk, actor_id))
-    return event
