@@ -27,14 +27,21 @@ from django.utils import timezone
 
 from clinics.models import Clinic
 from clinics.payment_messages import decline_message, payment_error_message
+from fizy.lib.money import ZERO
 from fizy.lib.payments import Authorization, PaymentError, get_gateway
 from fulfillment.models import Order
-from fulfillment.placement import LineDraft, order_place
+from fulfillment.placement import LineDraft, OutOfStock, order_place
 from fulfillment.selectors import failed_authorizations
-from fulfillment.settlement import CHECKOUT_GRACE, authorization_release, payment_record_failure
-from routing.engine import RoutingDecision, cart_totals, route_lines
+from fulfillment.settlement import (
+    CHECKOUT_GRACE,
+    authorization_check_live,
+    authorization_release,
+    payment_record_failure,
+)
+from routing.engine import RoutingDecision, route_lines
 
 from .models import ACTIVE_CART_STATUSES, Cart, CartLine
+from .pricing import CartPrice, cart_price
 from .validation import Problem, has_blocking_errors, validate_cart
 
 logger = logging.getLogger(__name__)
@@ -58,14 +65,66 @@ class PaymentDeclined(CheckoutError):
     """The authorization was declined or failed; the cart is unchanged."""
 
 
+@dataclass(frozen=True)
+class PriceChange:
+    line: CartLine | None  # None: the platform fee
+    old: Decimal | None
+    new: Decimal | None
+
+
+class TotalChanged(CheckoutError):
+    """The total is not the one the coordinator confirmed (a price, shipping, routing or the fee
+    changed since the review): nothing was authorized. ``changes`` says what changed, line by line."""
+
+    def __init__(self, *, old_total: Decimal, new_total: Decimal, changes: list[PriceChange]):
+        self.old_total, self.new_total, self.changes = old_total, new_total, changes
+        super().__init__(
+            f"The total changed since you reviewed it: ${old_total:,} → ${new_total:,}. Nothing was charged. "
+            "Check the changes below, then place the order for the new total."
+        )
+
+
+@dataclass(frozen=True)
+class Quote:
+    """What the coordinator saw on the review page: each line's price, the fee and the total."""
+
+    total: Decimal
+    fee: Decimal
+    lines: dict[int, Decimal]
+
+    def as_dict(self) -> dict:
+        return {"total": str(self.total), "fee": str(self.fee), "lines": {str(k): str(v) for k, v in self.lines.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Quote":
+        return cls(total=Decimal(data["total"]), fee=Decimal(data["fee"]),
+                   lines={int(k): Decimal(v) for k, v in data["lines"].items()})
+
+    @classmethod
+    def of(cls, price: CartPrice) -> "Quote":
+        return cls(total=price.total, fee=price.fee, lines={pk: price.line_price(pk) for pk in price.landed})
+
+
+def _price_changes(lines: list[CartLine], quote: Quote, price: CartPrice) -> list[PriceChange]:
+    changes = []
+    for line in lines:
+        old, new = quote.lines.get(line.pk), price.line_price(line.pk) if line.pk in price.landed else None
+        if old != new:
+            changes.append(PriceChange(line=line, old=old, new=new))
+    if quote.fee != price.fee:
+        changes.append(PriceChange(line=None, old=quote.fee, new=price.fee))
+    return changes
+
+
 def _cart_payload(cart: Cart) -> dict:
     return {"cart": cart.pk, "cart_version": cart.version}
 
 
 def authorization_idempotency_key(*, cart: Cart, payment_method_id: str = "") -> str:
     """One authorization per attempt at a cart version: a double submit replays the same
-    PaymentIntent, but after a decline the next attempt (a new card, or the same card once the
-    bank agrees) gets a key of its own — Stripe would otherwise replay the decline."""
+    PaymentIntent, but every attempt that produced no order (declined, failed, or approved and
+    then released) makes the next one use a key of its own — Stripe would otherwise replay the
+    first answer: the decline, or an authorization that no longer exists."""
     failed = failed_authorizations(clinic_id=cart.clinic_id, payload=_cart_payload(cart))
     return f"fizy-cart-{cart.pk}-v{cart.version}-{payment_method_id or 'card'}-a{failed}-authorize"
 
@@ -84,10 +143,14 @@ class _Prepared:
     cart: Cart
     lines: list[CartLine]
     decisions: dict[int, RoutingDecision]
-    total: Decimal
+    price: CartPrice
+
+    @property
+    def total(self) -> Decimal:
+        return self.price.total
 
 
-def _prepare(*, clinic: Clinic, expected_version: int | None) -> _Prepared:
+def _prepare(*, clinic: Clinic, expected_version: int | None, quote: Quote | None) -> _Prepared:
     with transaction.atomic(durable=True):
         cart = Cart.objects.select_for_update().filter(clinic=clinic, status__in=ACTIVE_CART_STATUSES).first()
         if cart is None or (cart.status == Cart.Status.OPEN and not cart.lines.exists()):
@@ -104,11 +167,14 @@ def _prepare(*, clinic: Clinic, expected_version: int | None) -> _Prepared:
         problems = validate_cart(cart, decisions=decisions, lines=lines)
         if has_blocking_errors(problems):
             raise CheckoutBlocked(problems)
-        total = cart_totals(decisions).total
+        price = cart_price(clinic=clinic, decisions=decisions)
+        if quote is not None and quote.total != price.total:
+            raise TotalChanged(old_total=quote.total, new_total=price.total,
+                               changes=_price_changes(lines, quote, price))
         cart.status = Cart.Status.CHECKING_OUT
         cart.checkout_started_at = timezone.now()
         cart.save(update_fields=["status", "checkout_started_at", "updated_at"])
-    return _Prepared(cart=cart, lines=lines, decisions=decisions, total=total)
+    return _Prepared(cart=cart, lines=lines, decisions=decisions, price=price)
 
 
 def _reopen(cart: Cart) -> None:
@@ -128,7 +194,7 @@ def _create_order(*, prepared: _Prepared, actor, authorization: Authorization, g
             clinical_difference=line.clinical_difference, partner=decisions[line.pk].partner,
             offering=decisions[line.pk].offering, unit_price=decisions[line.pk].unit_price,
             shipping_share=decisions[line.pk].shipping_share, landed_cost=decisions[line.pk].landed_cost,
-            routing_reason=decisions[line.pk].reason,
+            routing_reason=decisions[line.pk].reason, fee_share=prepared.price.fee_shares.get(line.pk, ZERO),
         )
         for line in prepared.lines
     ]
@@ -141,14 +207,23 @@ def _create_order(*, prepared: _Prepared, actor, authorization: Authorization, g
     return order
 
 
-def cart_checkout(*, clinic: Clinic, actor, expected_version: int | None = None) -> Order:
-    """Place the clinic's cart as one order paid by one authorization. Raises CheckoutError
-    (nothing happened) or PaymentDeclined (nothing happened; the reason is in the message)."""
+def cart_checkout(*, clinic: Clinic, actor, expected_version: int | None = None, quote: Quote | None = None) -> Order:
+    """Place the clinic's cart as one order paid by one authorization. ``quote``: the prices the
+    coordinator confirmed (the place-order form carries them); a different total authorizes
+    nothing and raises TotalChanged. Raises CheckoutError (nothing happened) or PaymentDeclined
+    (nothing happened; the reason is in the message)."""
     if not clinic.payment_method_id:
         raise CheckoutError("This clinic has no saved card yet. A clinic admin can add one on the Billing page.")
-    prepared = _prepare(clinic=clinic, expected_version=expected_version)
+    prepared = _prepare(clinic=clinic, expected_version=expected_version, quote=quote)
     cart = prepared.cart
     gateway = get_gateway()
+
+    def fail(*, message: str, reference: str = "", decline_code: str = "") -> None:
+        _reopen(cart)
+        payment_record_failure(clinic=clinic, message=message, reference=reference, amount=prepared.total,
+                               gateway_name=gateway.name, decline_code=decline_code, actor=actor,
+                               payload=_cart_payload(cart))
+
     try:
         authorization = gateway.authorize(
             amount=prepared.total, currency="usd", customer_id=clinic.stripe_customer_id,
@@ -157,20 +232,22 @@ def cart_checkout(*, clinic: Clinic, actor, expected_version: int | None = None)
             description=f"Fizy order for {clinic.name} ({len(prepared.lines)} lines)",
             metadata=authorization_metadata(cart=cart),
         )
+        # A replayed answer is what Stripe said the first time: the authorization may since have
+        # been released or have expired. Look before ordering on it.
+        dead = authorization_check_live(authorization=authorization, amount=prepared.total) \
+            if authorization.ok and authorization.replayed else ""
     except PaymentError as exc:
-        _reopen(cart)
-        payment_record_failure(clinic=clinic, message=exc.message, reference="", amount=prepared.total,
-                               gateway_name=gateway.name, decline_code=exc.code, actor=actor,
-                               payload=_cart_payload(cart))
+        fail(message=exc.message, decline_code=exc.code)
         raise PaymentDeclined(f"The payment could not be made: {payment_error_message(exc)} Nothing was charged; "
                               "the cart is unchanged.") from exc
     if not authorization.ok:
-        _reopen(cart)
         message = decline_message(authorization)
-        payment_record_failure(clinic=clinic, message=message, reference=authorization.reference,
-                               amount=prepared.total, gateway_name=gateway.name,
-                               decline_code=authorization.decline_code, actor=actor, payload=_cart_payload(cart))
+        fail(message=message, reference=authorization.reference, decline_code=authorization.decline_code)
         raise PaymentDeclined(message + " Nothing was charged; the cart is unchanged.")
+    if dead:
+        fail(message=f"Not used: {dead}.", reference=authorization.reference, decline_code="authorization_not_live")
+        raise PaymentDeclined(f"The payment could not be made: {dead}. Nothing was charged; the cart is unchanged. "
+                              "Place the order again: it gets a new authorization.")
     try:
         with transaction.atomic(durable=True):
             locked = Cart.objects.select_for_update().get(pk=cart.pk)
@@ -180,15 +257,20 @@ def cart_checkout(*, clinic: Clinic, actor, expected_version: int | None = None)
             prepared.cart = locked
             return _create_order(prepared=prepared, actor=actor, authorization=authorization,
                                  gateway_name=gateway.name)
-    except Exception:
-        logger.exception("checkout of cart %s failed after authorization %s; cancelling it",
-                         cart.pk, authorization.reference)
+    except Exception as exc:
+        if not isinstance(exc, (CheckoutError, OutOfStock)):
+            logger.exception("checkout of cart %s failed after authorization %s; cancelling it",
+                             cart.pk, authorization.reference)
         try:
             authorization_release(
                 clinic=clinic, reference=authorization.reference, amount=authorization.amount, actor=actor,
+                payload=_cart_payload(cart),
                 message="The order could not be created after the card was authorized; the authorization was "
                         "released and nothing was charged.",
             )
         finally:
             _reopen(cart)
+        if isinstance(exc, OutOfStock):
+            raise CheckoutError(f"{exc} The card authorization was released and nothing was charged; the line is "
+                                "flagged on the cart.") from exc
         raise

@@ -15,6 +15,7 @@ from fulfillment.selectors import latest_lines_by_patient_product
 from routing.engine import CartTotals, cart_totals, route_lines
 
 from .models import Cart, CartLine
+from .pricing import CartPrice, cart_price
 from .validation import (
     Problem,
     ProblemCounts,
@@ -42,6 +43,7 @@ class CartReview:
     problem_counts: ProblemCounts
     totals: CartTotals
     cart_problems: list[Problem]
+    price: CartPrice  # drugs, the platform fee and the total the payment authorizes
 
     @property
     def can_checkout(self) -> bool:
@@ -65,7 +67,7 @@ def cart_review(*, cart: Cart) -> CartReview:
         counts={"lines": len(lines), "patients": len({line.patient_id for line in lines}),
                 "units": sum(line.quantity for line in lines)},
         problem_counts=count_problems(problems), totals=cart_totals(decisions),
-        cart_problems=by_line.get(None, []) if lines else [],
+        cart_problems=by_line.get(None, []) if lines else [], price=cart_price(clinic=cart.clinic, decisions=decisions),
     )
 
 

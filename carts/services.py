@@ -67,15 +67,17 @@ class AddResult:
 
 
 def cart_get_active(*, clinic: Clinic) -> Cart:
-    """The clinic's active cart (open or checking out), opening an empty one if there is none."""
+    """The clinic's active cart (open or checking out), opening an empty one if there is none.
+    The cart shares the caller's ``clinic`` object (and what it has loaded, e.g. its organization)."""
     cart = Cart.objects.filter(clinic=clinic, status__in=ACTIVE_CART_STATUSES).first()
-    if cart is not None:
-        return cart
-    try:
-        with transaction.atomic():
-            return Cart.objects.create(clinic=clinic)
-    except IntegrityError:  # another coordinator opened it a moment ago
-        return Cart.objects.get(clinic=clinic, status__in=ACTIVE_CART_STATUSES)
+    if cart is None:
+        try:
+            with transaction.atomic():
+                cart = Cart.objects.create(clinic=clinic)
+        except IntegrityError:  # another coordinator opened it a moment ago
+            cart = Cart.objects.get(clinic=clinic, status__in=ACTIVE_CART_STATUSES)
+    cart.clinic = clinic
+    return cart
 
 
 def _lock_open_cart(clinic: Clinic) -> Cart:

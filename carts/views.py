@@ -1,6 +1,7 @@
 """Coordinator cart pages. Thin: parse, call a service or selector, render a page or partial."""
 
 from django.contrib import messages
+from django.core import signing
 from django.template.defaultfilters import pluralize
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -18,7 +19,7 @@ from . import selectors
 from .forms import CartLineForm, CsvUploadForm, PatientFixForm, PatientQuickForm
 from .imports import ImportFileError, parse_refill_csv, sample_csv
 from .models import CartLine
-from .checkout import CheckoutError, cart_checkout
+from .checkout import CheckoutError, Quote, TotalChanged, cart_checkout
 from .services import (
     CartError,
     LineInput,
@@ -236,27 +237,44 @@ def patient_fix(request, pk):
 
 # --- Checkout ------------------------------------------------------------------------------
 
+QUOTE_SALT = "fizy.carts.checkout.quote"
+
+
+def _read_quote(value: str) -> Quote | None:
+    """The prices the review page showed, signed so they cannot be edited in the browser."""
+    try:
+        return Quote.from_dict(signing.loads(value or "", salt=QUOTE_SALT))
+    except (signing.BadSignature, KeyError, TypeError, ValueError, ArithmeticError):
+        return None
+
+
 @clinic_required
 def checkout(request):
     cart = cart_get_active(clinic=request.clinic)
-    error = None
+    error, changes = None, None
     if request.method == "POST":
         version = request.POST.get("version", "")
+        quote = _read_quote(request.POST.get("quote", ""))
         try:
-            order = cart_checkout(clinic=request.clinic, actor=request.user,
-                                  expected_version=int(version) if version.isdigit() else None)
+            if quote is None:
+                raise CheckoutError("Check the total on this page, then place the order.")
+            order = cart_checkout(clinic=request.clinic, actor=request.user, quote=quote,
+                                  expected_version=int(version) if version.isascii() and version.isdigit() else None)
+        except TotalChanged as exc:
+            error, changes = str(exc), exc.changes
         except CheckoutError as exc:
             error = str(exc)
-            cart = cart_get_active(clinic=request.clinic)
         else:
             lines, pharmacies = order.lines.count(), order.partner_orders.count()
             messages.success(request, f"Order {order.number} placed: {lines} line{pluralize(lines)} going to "
                                       f"{pharmacies} pharmac{pluralize(pharmacies, 'y,ies')}. Follow each line here.")
             return redirect("fulfillment:order", pk=order.pk)
+        cart = cart_get_active(clinic=request.clinic)
     review = selectors.cart_review(cart=cart)
     return render(request, "carts/checkout.html", {
         "nav": "cart", "review": review, "by_partner": selectors.lines_by_partner(review.lines),
-        "clinic": request.clinic, "error": error,
+        "clinic": request.clinic, "error": error, "changes": changes,
+        "quote": signing.dumps(Quote.of(review.price).as_dict(), salt=QUOTE_SALT),
     })
 
 

@@ -28,6 +28,7 @@ class Action(StrEnum):
     PAYMENT_CANCELLED = "payment.cancelled"
     PAYMENT_REFUNDED = "payment.refunded"
     PAYMENT_FAILED = "payment.failed"
+    PAYMENT_CHARGED = "payment.charged"
     PATIENT_CREATE = "patient.create"
     PATIENT_CHANGE = "patient.change"
     CLINIC_BILLING_CUSTOMER_CREATED = "clinic.billing_customer_created"

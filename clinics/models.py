@@ -1,4 +1,7 @@
+from decimal import Decimal
+
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -7,6 +10,7 @@ from localflavor.us.models import USStateField, USZipCodeField
 from phonenumber_field.modelfields import PhoneNumberField
 
 from fizy.lib.identifiers import validate_dea, validate_npi
+from fizy.lib.money import MoneyField, money
 
 US_TIMEZONES = [
     ("America/New_York", "Eastern"),
@@ -66,12 +70,25 @@ class Organization(models.Model):
 
     name = models.CharField(max_length=200, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Fizy's disclosed platform fee, set by staff: its own line on the cart, the review, the order
+    # and the receipt; drug prices stay pass-through.
+    platform_fee_percent = models.DecimalField(
+        "platform fee (% of drug cost)", max_digits=5, decimal_places=2, default=Decimal("0.00"),
+        validators=[MinValueValidator(Decimal("0.00")), MaxValueValidator(Decimal("100.00"))],
+    )
+    platform_fee_fixed = MoneyField("platform fee per order ($)", default=Decimal("0.00"))
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self):
         return self.name
+
+    def platform_fee(self, drug_cost: Decimal) -> Decimal:
+        """The fee on an order whose drugs (with shipping) cost ``drug_cost``; none on an empty one."""
+        if drug_cost <= 0:
+            return Decimal("0.00")
+        return money(drug_cost * self.platform_fee_percent / 100) + self.platform_fee_fixed
 
 
 class Clinic(PostalAddress):

@@ -1,5 +1,6 @@
 """Fizy settings. Every value comes from the environment (see .env.example)."""
 
+import datetime
 from pathlib import Path
 
 import environ
@@ -42,7 +43,7 @@ INSTALLED_APPS = [
     "routing",
     "carts",
     "fulfillment",
-    "fizy",  # project-wide management commands (seed_demo, demo)
+    "fizy.apps.FizyConfig",  # project-wide commands (seed_demo, demo, check_money) and deployment checks
 ]
 
 MIDDLEWARE = [
@@ -137,6 +138,14 @@ STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")  # only for pointing the client at a fake server
 PAYMENT_GATEWAY = env.str("PAYMENT_GATEWAY", default="stripe" if STRIPE_SECRET_KEY else "sandbox")
 
+# Money after the order (fulfillment/settlement.py). A card authorization lasts about 7 days at
+# Stripe; the accepted lines are captured at the latest CAPTURE_AFTER_HOURS after it, and lines
+# answered later are charged by a follow-up payment on the clinic's saved card.
+CAPTURE_AFTER = datetime.timedelta(hours=env.float("CAPTURE_AFTER_HOURS", default=5 * 24))
+AUTHORIZATION_LIFE = datetime.timedelta(hours=env.float("AUTHORIZATION_LIFE_HOURS", default=7 * 24))
+# A staff refund above this amount waits for a second staff member's approval.
+REFUND_APPROVAL_ABOVE = env.float("REFUND_APPROVAL_ABOVE", default=500.0)
+
 # Partner pharmacies: our calls to their order APIs.
 PARTNER_CONNECT_TIMEOUT = env.float("PARTNER_CONNECT_TIMEOUT", default=5.0)
 PARTNER_READ_TIMEOUT = env.float("PARTNER_READ_TIMEOUT", default=20.0)
@@ -149,6 +158,20 @@ SANDBOX_PARTNERS = env.bool("SANDBOX_PARTNERS", default=DEBUG)
 SANDBOX_WEBHOOK_BASE_URL = env.str(
     "SANDBOX_WEBHOOK_BASE_URL", default="http://" + env.str("DEMO_ADDR", default="127.0.0.1:8000")
 ).rstrip("/")
+
+# Production fails closed: with DEBUG off, the sandbox payment gateway and sandbox partners (which
+# move no money and ship nothing) refuse to start unless explicitly allowed.
+FIZY_ALLOW_SANDBOX = env.bool("FIZY_ALLOW_SANDBOX", default=DEBUG)
+if not DEBUG and not FIZY_ALLOW_SANDBOX:
+    _sandboxes = [name for name, on in (("the sandbox payment gateway (no STRIPE_SECRET_KEY is set)",
+                                         PAYMENT_GATEWAY == "sandbox"),
+                                        ("the sandbox partner pharmacies (SANDBOX_PARTNERS)", SANDBOX_PARTNERS)) if on]
+    if _sandboxes:
+        raise ImproperlyConfigured(
+            f"DEBUG is off but {' and '.join(_sandboxes)} would be used: no money would move and nothing would ship. "
+            "Set STRIPE_SECRET_KEY (and STRIPE_WEBHOOK_SECRET) and turn SANDBOX_PARTNERS off, or set "
+            "FIZY_ALLOW_SANDBOX=true for a staging server that must not charge cards."
+        )
 
 # Background work: django-q2. ORM broker on the default database unless REDIS_URL is set.
 Q_CLUSTER = {

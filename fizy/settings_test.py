@@ -10,6 +10,7 @@ os.environ.setdefault("CSRF_COOKIE_SECURE", "false")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
 os.environ.setdefault("Q_SYNC", "true")
 os.environ.setdefault("PAYMENT_GATEWAY", "sandbox")
+os.environ.setdefault("FIZY_ALLOW_SANDBOX", "true")
 
 from .settings import *  # noqa: E402,F403
 

@@ -19,6 +19,7 @@ class Order(models.Model):
         CAPTURED = "captured", "Captured"
         PARTIALLY_CAPTURED = "partially_captured", "Partially captured"
         CANCELLED = "cancelled", "Authorization cancelled"
+        EXPIRED = "expired", "Authorization expired"
 
     clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="orders")
     # The cart this order was placed from, as a plain value: fulfillment knows nothing of carts.
@@ -34,6 +35,15 @@ class Order(models.Model):
     amount_authorized = MoneyField(default=Decimal("0.00"))
     amount_captured = MoneyField(default=Decimal("0.00"))
     amount_refunded = MoneyField(default=Decimal("0.00"))
+    amount_charged_later = MoneyField(
+        default=Decimal("0.00"), help_text="Follow-up charges on the saved card for lines accepted after the capture."
+    )
+    fee = MoneyField(default=Decimal("0.00"), help_text="Fizy's platform fee on this order (the sum of the lines' shares).")
+    capture_plan = models.JSONField(
+        default=dict, blank=True,
+        help_text="The capture settlement is making: line ids and amount, written before Stripe is called so a "
+                  "capture that succeeded just before a crash is still attributed to its lines.",
+    )
     settlement_requested_at = models.DateTimeField(
         null=True, blank=True, help_text="When every line had its partner's final answer and payment settlement was queued."
     )
@@ -111,6 +121,14 @@ class OrderLine(models.Model):
     unit_price = MoneyField()
     shipping_share = MoneyField(default=Decimal("0.00"))
     landed_cost = MoneyField()
+    fee_share = MoneyField(default=Decimal("0.00"), help_text="This line's share of the order's platform fee.")
+    # What this line was charged (landed cost + fee share) and by which payment, and given back.
+    amount_charged = MoneyField(default=Decimal("0.00"))
+    amount_refunded = MoneyField(default=Decimal("0.00"))
+    charge_reference = models.CharField(max_length=100, blank=True, help_text="The PaymentIntent that charged it.")
+    charge_failed_at = models.DateTimeField(
+        null=True, blank=True, help_text="A follow-up charge for this line was declined (the clinic must update its card)."
+    )
     routing_reason = models.CharField(max_length=300, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True)
     status_reason = models.TextField(blank=True)
@@ -124,6 +142,15 @@ class OrderLine(models.Model):
 
     def __str__(self):
         return f"{self.order.number} line {self.pk}: {self.product_name} × {self.quantity}"
+
+    @property
+    def price(self) -> Decimal:
+        """What the line costs the clinic: landed cost and its share of the platform fee."""
+        return self.landed_cost + self.fee_share
+
+    @property
+    def net_charged(self) -> Decimal:
+        return self.amount_charged - self.amount_refunded
 
 
 class LineEvent(models.Model):
@@ -198,8 +225,13 @@ class PaymentEvent(models.Model):
         CANCELLED = "cancelled", "Authorization cancelled"
         REFUNDED = "refunded", "Refunded"
         FAILED = "failed", "Failed"
+        CHARGED = "charged", "Follow-up charge"
 
     order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.PROTECT, related_name="payment_events")
+    line = models.ForeignKey(
+        "OrderLine", null=True, blank=True, on_delete=models.PROTECT, related_name="payment_events",
+        help_text="The line a follow-up charge or a refund was for.",
+    )
     clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="payment_events")
     kind = models.CharField(max_length=30, choices=Kind.choices)
     amount = MoneyField(default=Decimal("0.00"))

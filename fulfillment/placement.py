@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import prefetch_related_objects
+from django.db.models import F, prefetch_related_objects
 from django.utils import timezone
 
 from catalog.models import Offering, Partner, Product
@@ -48,6 +48,27 @@ class LineDraft:
     shipping_share: Decimal
     landed_cost: Decimal
     routing_reason: str
+    fee_share: Decimal = ZERO
+
+    @property
+    def price(self) -> Decimal:
+        return self.landed_cost + self.fee_share
+
+
+class OutOfStock(Exception):
+    """A partner no longer has enough of a product for the order; nothing was placed."""
+
+    def __init__(self, drafts: list[LineDraft]):
+        self.drafts = drafts
+        draft = drafts[0]
+        super().__init__(
+            f"{draft.partner.name} no longer has enough {draft.product.name} in stock for this order "
+            f"({sum(d.quantity for d in drafts)} needed)."
+        )
+
+
+class PriceMismatch(Exception):
+    """The authorization is not for the price of the lines: never place such an order."""
 
 
 def order_place(
@@ -62,9 +83,13 @@ def order_place(
         raise ValueError("An order needs at least one line.")
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("order_place must run inside the caller's transaction.")
+    total = sum((d.price for d in drafts), ZERO)
+    if authorization.amount != total:
+        raise PriceMismatch(f"The authorization is for ${authorization.amount}, the lines cost ${total}.")
+    _reserve_stock(drafts)
     order = Order.objects.create(
-        clinic=clinic, cart_id=cart_id, placed_by=actor, placed_at=timezone.now(),
-        total=sum((d.landed_cost for d in drafts), ZERO), ship_to=clinic.ship_to_snapshot(),
+        clinic=clinic, cart_id=cart_id, placed_by=actor, placed_at=timezone.now(), total=total,
+        fee=sum((d.fee_share for d in drafts), ZERO), ship_to=clinic.ship_to_snapshot(),
     )
     partner_orders: dict[int, PartnerOrder] = {}
     for draft in drafts:
@@ -83,7 +108,8 @@ def order_place(
             prescriber_snapshot=d.prescriber.snapshot(state=d.patient.state), product_name=str(d.product),
             partner_sku=d.offering.partner_sku, quantity=d.quantity, sig=d.sig, days_supply=d.days_supply,
             refills=d.refills, clinical_difference=d.clinical_difference, unit_price=d.unit_price,
-            shipping_share=d.shipping_share, landed_cost=d.landed_cost, routing_reason=d.routing_reason[:300],
+            shipping_share=d.shipping_share, landed_cost=d.landed_cost, fee_share=d.fee_share,
+            routing_reason=d.routing_reason[:300],
         )
         for d in drafts
     ])
@@ -96,3 +122,20 @@ def order_place(
     ])
     order_queue_dispatch(order=order)
     return order
+
+
+def _reserve_stock(drafts: list[LineDraft]) -> None:
+    """Take each line's quantity out of its offering's stock, in the order's transaction: a
+    conditional update per offering (in a fixed order, so two orders never wait on each other), so
+    two clinics ordering the last units cannot both get them. Raises OutOfStock (and the caller's
+    transaction rolls back) when an offering no longer has enough."""
+    wanted: dict[int, list[LineDraft]] = {}
+    for draft in drafts:
+        wanted.setdefault(draft.offering.pk, []).append(draft)
+    for offering_id in sorted(wanted):
+        quantity = sum(d.quantity for d in wanted[offering_id])
+        taken = Offering.objects.filter(pk=offering_id, stock_quantity__gte=quantity).update(
+            stock_quantity=F("stock_quantity") - quantity
+        )
+        if not taken:
+            raise OutOfStock(wanted[offering_id])

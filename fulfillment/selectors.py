@@ -36,11 +36,12 @@ def latest_lines_by_patient_product(*, patient_ids=None, clinic=None) -> dict[tu
 
 
 def failed_authorizations(*, clinic_id: int, payload: dict) -> int:
-    """How many authorizations failed without an order for what ``payload`` names (checkout:
-    its cart and version), as recorded by ``settlement.payment_record_failure``."""
+    """How many authorizations for what ``payload`` names (checkout: its cart and version) ended
+    without an order: declined or failed (``settlement.payment_record_failure``), or approved and
+    then released (``settlement.authorization_release``)."""
     filters = {f"payload__{key}": value for key, value in payload.items()}
     return PaymentEvent.objects.filter(
-        clinic_id=clinic_id, kind=PaymentEvent.Kind.FAILED, order=None, **filters
+        clinic_id=clinic_id, kind__in=[PaymentEvent.Kind.FAILED, PaymentEvent.Kind.CANCELLED], order=None, **filters
     ).count()
 
 

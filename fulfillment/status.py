@@ -17,7 +17,11 @@ The state machine is also the one place that decides *when* money moves
 
 - the order's last line gets its final answer → settle the payment (capture what was accepted);
 - a line reaches a status in which it is never charged (rejected, cancelled, failed) from one in
-  which it could have been captured → refund it if it was captured.
+  which it could have been captured → refund it if it was captured;
+- a line is accepted after the order's authorization stopped covering new lines (captured,
+  released or expired) → charge it on its own.
+
+A line rejected or cancelled before it shipped also gives its quantity back to the partner's stock.
 """
 
 from __future__ import annotations
@@ -25,11 +29,13 @@ from __future__ import annotations
 from typing import TypedDict, Unpack
 
 from django.db import transaction
+from django.db.models import F, Subquery
 from django.utils import timezone
 
+from catalog.models import Offering
 from clinics.audit import Action, audit_record
 
-from .models import LineEvent, Order, OrderLine
+from .models import LineEvent, Order, OrderLine, PartnerOrder
 
 S = OrderLine.Status
 Source = LineEvent.Source
@@ -55,6 +61,9 @@ NEVER_CHARGED = frozenset({S.REJECTED, S.FAILED, S.CANCELLED})
 ANSWERED = CHARGEABLE | NEVER_CHARGED
 # Statuses a line may have been captured in: accepted or later, or on hold after that.
 MAY_BE_CAPTURED = CHARGEABLE | {S.ON_HOLD}
+# A line that ends here before it shipped gives its quantity back to the partner's stock.
+RESTOCKED = frozenset({S.REJECTED, S.CANCELLED})
+SHIPPED_OR_LATER = frozenset({S.SHIPPED, S.DELIVERED})
 # Lines the coordinator must act on (the "needs attention" page).
 NEEDS_ATTENTION = frozenset({S.REJECTED, S.ON_HOLD, S.FAILED})
 # Nothing more will happen to the line.
@@ -178,16 +187,27 @@ def locked_line_apply_status(*, line: OrderLine, to: str, source: str, **details
 
 
 def _decide_money(*, line: OrderLine, from_status: str, to: str, actor) -> None:
-    """When a change moves money: the rules in the module docstring. Called in the change's
-    transaction; the settlement tasks run after it commits."""
+    """When a change moves money (the rules in the module docstring), and stock with it. Called in
+    the change's transaction; the settlement tasks run after it commits."""
+    from django_q.tasks import async_task
+
     # Only a line's first final answer can complete the order; other moves skip the check.
     if to in ANSWERED and from_status not in ANSWERED:
-        order_request_settlement_if_answered(order_id=line.order_id)
+        if order_request_settlement_if_answered(order_id=line.order_id) is None and to in CHARGEABLE:
+            # The order's authorization no longer covers new lines: charge this one on its own.
+            transaction.on_commit(lambda: async_task("fulfillment.tasks.charge_order_line", line.pk))
+    elif to in CHARGEABLE and from_status == S.ON_HOLD:
+        # Accepted again after a hold: charged already, or (if not) charged on its own if needed.
+        transaction.on_commit(lambda: async_task("fulfillment.tasks.charge_order_line", line.pk))
     if to in NEVER_CHARGED and from_status in MAY_BE_CAPTURED:
-        from django_q.tasks import async_task
-
         actor_id = getattr(actor, "pk", None)
         transaction.on_commit(lambda: async_task("fulfillment.tasks.refund_order_line", line.pk, actor_id))
+    if to in RESTOCKED and from_status not in SHIPPED_OR_LATER:
+        # Never compounded for this patient: the partner's stock comes back.
+        partner = PartnerOrder.objects.filter(pk=line.partner_order_id).values("partner_id")[:1]
+        Offering.objects.filter(partner_id=Subquery(partner), product_id=line.product_id).update(
+            stock_quantity=F("stock_quantity") + line.quantity
+        )
 
 
 def _refresh(line: OrderLine, fresh: OrderLine) -> None:
@@ -195,17 +215,22 @@ def _refresh(line: OrderLine, fresh: OrderLine) -> None:
         setattr(line, field, getattr(fresh, field))
 
 
-def order_request_settlement_if_answered(*, order_id: int) -> bool:
+def order_request_settlement_if_answered(*, order_id: int) -> bool | None:
     """When every line of the order has its final answer, queue payment settlement once (after
-    commit). True when this call queued it.
+    commit). True when this call queued it, False when not (yet); None when the order's
+    authorization is no longer open (settled, released, expired): new answers are then charged
+    line by line.
 
     Call it in the transaction that gave a line its answer. It locks the order row first: two
     lines answered at the same time are then judged one after the other, and the second sees the
     first's answer (without the lock each could see the other still open, and neither would
-    queue settlement). ``settlement_requested_at`` on the locked row makes it happen once."""
+    queue settlement). ``settlement_requested_at`` on the locked row makes it happen once. The
+    same lock orders this answer against settlement recording its capture."""
     from django_q.tasks import async_task
 
-    order = Order.objects.select_for_update().only("settlement_requested_at").get(pk=order_id)
+    order = Order.objects.select_for_update().only("settlement_requested_at", "payment_status").get(pk=order_id)
+    if order.payment_status != Order.PaymentStatus.AUTHORIZED:
+        return None
     if order.settlement_requested_at is not None:
         return False
     if OrderLine.objects.filter(order_id=order_id).exclude(status__in=ANSWERED).exists():

@@ -17,6 +17,7 @@ import stripe
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django_q.tasks import async_task
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
 from rest_framework.response import Response
 
@@ -30,6 +31,7 @@ from .settlement import (
     PS,
     PaymentServiceError,
     authorization_release,
+    line_record_gateway_charge,
     order_record_authorization,
     order_record_settled_state,
     orphan_refund,
@@ -100,11 +102,14 @@ def _sync_order(order: Order, intent: dict, gateway_name: str) -> str:
             state = PaymentState(
                 reference=intent["id"], status=status, amount=from_cents(intent.get("amount")),
                 amount_received=from_cents(intent.get("amount_received")),
+                cancellation_reason=intent.get("cancellation_reason") or "",
             )
             order_record_settled_state(
-                order=order, state=state, gateway_name=gateway_name, line_ids=None,
+                order=order, state=state, gateway_name=gateway_name,
                 cancel_message="Stripe reports the authorization was cancelled.",
             )
+            # Accepted lines the ended authorization no longer covers are charged on their own.
+            transaction.on_commit(lambda: async_task("fulfillment.tasks.settle_order_payment", order.pk))
             return Reconciled.UPDATED
     return Reconciled.IN_SYNC
 
@@ -120,6 +125,13 @@ def reconcile_payment_intent(*, intent: dict) -> str:
     status = intent.get("status") or ""
     metadata = intent.get("metadata") or {}
     gateway = get_gateway()
+    if metadata.get("line_id"):  # a follow-up charge for one line
+        line_id, order_id = _int_or_none(metadata.get("line_id")), _int_or_none(metadata.get("order_id"))
+        if status != SUCCEEDED or line_id is None or order_id is None:
+            return Reconciled.IGNORED
+        return line_record_gateway_charge(
+            line_id=line_id, order_id=order_id, reference=reference, amount=from_cents(intent.get("amount_received")),
+        )
     order = _order_for_intent(reference, metadata)
     if order is not None:
         return _sync_order(order, intent, order.payment_gateway or gateway.name)

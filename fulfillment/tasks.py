@@ -34,3 +34,10 @@ def refund_order_line(line_id: int, actor_id: int | None = None):
 
     actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
     return order_line_refund(line=OrderLine.objects.get(pk=line_id), actor=actor)
+
+
+def charge_order_line(line_id: int):
+    """An accepted line that the order's authorization no longer covers: charge it on its own."""
+    from .settlement import line_charge_follow_up
+
+    return line_charge_follow_up(line_id=line_id)

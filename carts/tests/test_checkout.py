@@ -7,6 +7,7 @@ from carts.checkout import CheckoutBlocked, CheckoutError, PaymentDeclined, cart
 from carts.models import Cart, CartLine
 from clinics.models import AuditEntry
 from fulfillment.models import Order, PaymentEvent, PartnerOrder
+from carts.tests.checkout_form import place_order_data
 
 pytestmark = pytest.mark.django_db
 
@@ -137,7 +138,7 @@ def test_checkout_page_shows_lines_by_partner_total_and_card(client_alice, ready
 
 
 def test_placing_the_order_goes_to_its_status_page(client_alice, ready_cart):
-    response = client_alice.post(reverse("carts:checkout"), {"version": ready_cart["cart"].version})
+    response = client_alice.post(reverse("carts:checkout"), place_order_data(client_alice))
     order = Order.objects.get()
     assert response.status_code == 302 and response["Location"] == reverse("fulfillment:order", args=[order.pk])
 
@@ -145,7 +146,7 @@ def test_placing_the_order_goes_to_its_status_page(client_alice, ready_cart):
 def test_a_decline_is_shown_on_the_checkout_page(client_alice, clinic_a, ready_cart):
     clinic_a.payment_method_id = "pm_sandbox_declined"
     clinic_a.save()
-    page = client_alice.post(reverse("carts:checkout"), {"version": ready_cart["cart"].version}).content.decode()
+    page = client_alice.post(reverse("carts:checkout"), place_order_data(client_alice)).content.decode()
     assert 'id="checkout-error"' in page and "0002" in page and "the cart is unchanged" in page
     assert 'id="place-order"' in page  # they can try again once the card is fixed
 

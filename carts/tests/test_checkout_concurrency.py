@@ -6,6 +6,7 @@ from django.urls import reverse
 
 from fizy.tests.concurrency import run_threads
 from fulfillment.models import Order, PaymentEvent
+from carts.tests.checkout_form import place_order_data
 
 SUBMITS = 10
 
@@ -23,13 +24,16 @@ def test_ten_concurrent_place_order_requests_make_one_charge_and_one_order(alice
         return real_authorize(self, **kwargs)
 
     monkeypatch.setattr(payments.SandboxGateway, "authorize", counting_authorize)
-    version = ready_cart["cart"].version
+    reviewer = Client()
+    reviewer.force_login(alice)
+    form = place_order_data(reviewer)
+    assert form["version"] == str(ready_cart["cart"].version)
     statuses = []
 
     def submit():
         client = Client()
         client.force_login(alice)
-        statuses.append(client.post(reverse("carts:checkout"), {"version": version}).status_code)
+        statuses.append(client.post(reverse("carts:checkout"), form).status_code)
 
     assert run_threads(*[submit] * SUBMITS) == []
     assert len(statuses) == SUBMITS

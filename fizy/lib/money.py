@@ -29,6 +29,25 @@ def split_evenly(amount: Decimal, parts: int) -> list[Decimal]:
     return [from_cents(base + (1 if i < remainder else 0)) for i in range(parts)]
 
 
+def allocate(amount: Decimal, weights: list[Decimal]) -> list[Decimal]:
+    """``amount`` in shares proportional to ``weights`` that sum exactly to it, to the cent (the
+    largest remainders get the leftover cents; equal remainders go to the earlier weights).
+    Zero weights get nothing unless every weight is zero, then the shares are even."""
+    if not weights:
+        return []
+    total_weight = sum(weights, ZERO)
+    if total_weight <= 0:
+        return split_evenly(amount, len(weights))
+    cents = to_cents(amount)
+    exact = [Decimal(cents) * w / total_weight for w in weights]
+    shares = [int(e) for e in exact]  # floor: weights and amount are not negative
+    leftover = cents - sum(shares)
+    by_remainder = sorted(range(len(weights)), key=lambda i: (-(exact[i] - shares[i]), i))
+    for i in by_remainder[:leftover]:
+        shares[i] += 1
+    return [from_cents(c) for c in shares]
+
+
 def to_cents(amount: Decimal) -> int:
     """Dollars (Decimal) to integer cents, as Stripe wants them."""
     return int((Decimal(amount) * 100).quantize(Decimal("1"), rounding=ROUND_HALF_UP))

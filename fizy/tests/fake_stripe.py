@@ -2,7 +2,18 @@
 
 The real ``stripe`` library talks to it (``settings.STRIPE_API_BASE``), so the tests exercise the
 library's request encoding, error classes and idempotency headers. It keeps PaymentIntents in
-memory, replays a repeated ``Idempotency-Key`` like Stripe does, and records every request.
+memory, records every request, and keeps Stripe's hard rules (a fake kinder than Stripe hides bugs):
+
+- **Idempotency**: the first response to an ``Idempotency-Key`` (status and body, as they were
+  then) is saved and replayed, with ``Idempotent-Replayed: true``, for every later request with
+  that key — even when the PaymentIntent has changed since. The same key with other parameters
+  is a 400 ``idempotency_error``. 5xx answers are not saved (Stripe lets the retry run).
+- **Authorizations expire**: an uncaptured PaymentIntent older than ``expire_after`` seconds (7
+  days, like a card authorization) becomes ``canceled`` with ``cancellation_reason=automatic``,
+  and a ``payment_intent.canceled`` event is queued in ``events``. The fake's clock is
+  ``time.time() + offset``: ``advance(seconds)`` moves it.
+- **Capture once**: a PaymentIntent is captured at most once (no multicapture); capturing less
+  than authorized releases the rest. Refunds never exceed what was received minus refunded.
 
 Test payment methods (named like Stripe's own test cards):
 - ``pm_card_visa``: authorizes.
@@ -11,6 +22,7 @@ Test payment methods (named like Stripe's own test cards):
 - ``pm_card_threeDSecureRequired``: the intent ends in ``requires_action``.
 """
 
+import copy
 import hashlib
 import hmac
 import itertools
@@ -52,14 +64,20 @@ def payment_method(pm_id: str) -> dict:
             "card": {**card, "exp_month": 8, "exp_year": 2031, "country": "US"}}
 
 
+AUTHORIZATION_LIFE = 7 * 24 * 3600
+
+
 class FakeStripe:
     def __init__(self):
         self.requests: list[dict] = []
         self.intents: dict[str, dict] = {}
         self.setup_intents: dict[str, dict] = {}
+        self.events: list[dict] = []  # what Stripe would send to the webhook endpoint
         self.fail_next: list[int] = []  # HTTP statuses to answer the next requests with
+        self.expire_after = AUTHORIZATION_LIFE
+        self.offset = 0.0
         self._ids = itertools.count(1)
-        self._replays: dict[str, tuple[int, dict]] = {}
+        self._replays: dict[str, tuple[dict, int, dict]] = {}
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -77,6 +95,38 @@ class FakeStripe:
         """What Stripe.js does in the browser when the admin submits the card form."""
         self.setup_intents[setup_intent_id].update(status="succeeded", payment_method=payment_method_id)
 
+    def now(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        """Move the fake's clock (and expire what is due)."""
+        with self._lock:
+            self.offset += seconds
+            self._expire_due()
+
+    def expire(self, intent_id: str) -> dict:
+        """Stripe releases this authorization now (as it does after about 7 days). Returns the event."""
+        with self._lock:
+            return self._cancel_automatically(self.intents[intent_id])
+
+    def _expire_due(self) -> None:
+        for pi in self.intents.values():
+            if pi["status"] == "requires_capture" and self.now() - pi["created"] >= self.expire_after:
+                self._cancel_automatically(pi)
+
+    def _cancel_automatically(self, pi: dict) -> dict:
+        pi.update(status="canceled", amount_capturable=0, cancellation_reason="automatic", canceled_at=int(self.now()))
+        event = {"id": self._id("evt"), "object": "event", "type": "payment_intent.canceled",
+                 "api_version": "2026-10-28.endive", "created": int(self.now()), "livemode": False,
+                 "data": {"object": copy.deepcopy(pi)}}
+        self.events.append(event)
+        return event
+
+    def event_delivery(self, event: dict) -> tuple[str, str]:
+        """(body, Stripe-Signature) to POST an event to the webhook endpoint."""
+        body = json.dumps(event)
+        return body, sign(body)
+
     def posts(self, path_prefix: str) -> list[dict]:
         return [r for r in self.requests if r["method"] == "POST" and r["path"].startswith(path_prefix)]
 
@@ -85,17 +135,31 @@ class FakeStripe:
 
     # --- endpoints ---
 
-    def handle(self, method: str, path: str, form: dict, headers: dict) -> tuple[int, dict]:
+    def handle(self, method: str, path: str, form: dict, headers: dict) -> tuple[int, dict, dict]:
+        """(status, body, extra headers) for one request."""
         if self.fail_next:
-            return self.fail_next.pop(0), {"error": {"type": "api_error", "message": "Something went wrong on Stripe's end."}}
+            error = {"error": {"type": "api_error", "message": "Something went wrong on Stripe's end."}}
+            return self.fail_next.pop(0), error, {}
+        self._expire_due()
         key = headers.get("idempotency-key")
         if method == "POST" and key:
+            request = {"path": path, "form": form}
             if key in self._replays:
-                return self._replays[key]
-            answer = self._route(method, path, form)
-            self._replays[key] = answer
-            return answer
-        return self._route(method, path, form)
+                first, status, body = self._replays[key]
+                if first != request:
+                    return 400, {"error": {
+                        "type": "idempotency_error",
+                        "message": "Keys for idempotent requests can only be used with the same parameters they were "
+                                   f"first used with. Try using a key other than '{key}' if you meant to execute a "
+                                   "different request.",
+                    }}, {}
+                return status, copy.deepcopy(body), {"Idempotent-Replayed": "true"}
+            status, body = self._route(method, path, form)
+            if status < 500:
+                self._replays[key] = (request, status, copy.deepcopy(body))
+            return status, body, {}
+        status, body = self._route(method, path, form)
+        return status, body, {}
 
     def _route(self, method, path, form):
         parts = path.strip("/").split("/")[1:]  # drop "v1"
@@ -133,7 +197,12 @@ class FakeStripe:
             if pi is None or pi["status"] != "succeeded":
                 return 400, {"error": {"type": "invalid_request_error", "code": "charge_not_refundable",
                                        "message": "This PaymentIntent has no successful charge to refund."}}
-            amount = int(form.get("amount") or pi["amount_received"])
+            refundable = pi["amount_received"] - pi.get("amount_refunded", 0)
+            amount = int(form.get("amount") or refundable)
+            if amount > refundable:
+                return 400, {"error": {"type": "invalid_request_error", "code": "amount_too_large", "param": "amount",
+                                       "message": f"Refund amount ({amount}) is greater than unrefunded amount on "
+                                                  f"charge ({refundable})."}}
             pi["amount_refunded"] = pi.get("amount_refunded", 0) + amount
             return 200, {"id": self._id("re"), "object": "refund", "amount": amount, "currency": pi["currency"],
                          "payment_intent": pi["id"], "status": "succeeded"}
@@ -146,7 +215,8 @@ class FakeStripe:
             "customer": form.get("customer"), "payment_method": pm, "capture_method": form.get("capture_method"),
             "description": form.get("description"), "amount_capturable": 0, "amount_received": 0,
             "metadata": {k[len("metadata["):-1]: v for k, v in form.items() if k.startswith("metadata[")},
-            "status": "requires_capture", "last_payment_error": None,
+            "status": "requires_capture", "last_payment_error": None, "created": int(self.now()),
+            "cancellation_reason": None, "amount_refunded": 0,
         }
         self.intents[pi["id"]] = pi
         if pm in DECLINES:
@@ -157,6 +227,9 @@ class FakeStripe:
             return 402, {"error": {**error, "payment_intent": pi}}
         if pm == "pm_card_threeDSecureRequired":
             pi.update(status="requires_action", next_action={"type": "use_stripe_sdk"})
+            return 200, pi
+        if form.get("capture_method") == "automatic":
+            pi.update(status="succeeded", amount_received=pi["amount"])
             return 200, pi
         pi["amount_capturable"] = pi["amount"]
         return 200, pi
@@ -194,12 +267,14 @@ class FakeStripe:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 with fake._lock:
                     fake.requests.append({"method": self.command, "path": url.path, "form": form, "headers": headers})
-                    status, payload = fake.handle(self.command, url.path, form, headers)
+                    status, payload, extra = fake.handle(self.command, url.path, form, headers)
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.send_header("Request-Id", "req_fake")
+                for name, value in extra.items():
+                    self.send_header(name, value)
                 if status >= 500:
                     self.send_header("Stripe-Should-Retry", "false")
                 self.end_headers()

@@ -11,6 +11,8 @@ PROD_ENV = {
     "SECRET_KEY": "k" * 20 + "-production-like-secret-key-with-enough-entropy-0123456789",
     "ALLOWED_HOSTS": "fizy.example.com",
     "DATABASE_URL": "sqlite:////tmp/fizy-deploy-check.sqlite3",
+    "STRIPE_SECRET_KEY": "sk_live_placeholder_for_the_check",
+    "STRIPE_WEBHOOK_SECRET": "whsec_placeholder_for_the_check",
 }
 
 
@@ -41,3 +43,29 @@ def test_default_sqlite_path_is_in_the_project_directory():
     result = _manage("shell", "-c", "from django.conf import settings; print(settings.DATABASES['default']['NAME'])",
                      env={"DEBUG": "true"})
     assert result.stdout.strip().splitlines()[-1] == str(ROOT / "db.sqlite3"), result.stderr
+
+
+def test_debug_off_without_a_stripe_key_refuses_to_start():
+    env = {k: v for k, v in PROD_ENV.items() if k != "STRIPE_SECRET_KEY"}
+    result = _manage("check", env=env)
+    assert result.returncode != 0
+    assert "the sandbox payment gateway (no STRIPE_SECRET_KEY is set) would be used" in result.stderr
+    assert "no money would move" in result.stderr
+
+
+def test_debug_off_with_sandbox_partners_refuses_to_start():
+    result = _manage("check", env={**PROD_ENV, "SANDBOX_PARTNERS": "true"})
+    assert result.returncode != 0 and "sandbox partner pharmacies" in result.stderr
+
+
+def test_a_staging_server_may_allow_the_sandbox_explicitly():
+    env = {k: v for k, v in PROD_ENV.items() if k != "STRIPE_SECRET_KEY"}
+    result = _manage("check", env={**env, "FIZY_ALLOW_SANDBOX": "true"})
+    assert result.returncode == 0, result.stderr
+
+
+def test_check_deploy_flags_a_stripe_key_without_a_webhook_secret():
+    env = {k: v for k, v in PROD_ENV.items() if k != "STRIPE_WEBHOOK_SECRET"}
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+    assert result.returncode != 0
+    assert "fizy.W001" in result.stderr + result.stdout and "STRIPE_WEBHOOK_SECRET" in result.stderr + result.stdout

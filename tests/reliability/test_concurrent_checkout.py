@@ -14,6 +14,7 @@ from carts.models import Cart, CartLine
 from clinics.tests.factories import MembershipFactory
 from fizy.tests.concurrency import run_threads
 from fulfillment.models import Order, PaymentEvent
+from carts.tests.checkout_form import place_order_data
 
 from .conftest import cart_state
 
@@ -53,11 +54,13 @@ def test_many_coordinators_placing_the_order_at_once_make_one_charge_and_one_ord
     cart = world_a["cart"]
     _, version, reviewed = cart_state(cart)
     coordinators = [alice] + [MembershipFactory(clinic=clinic_a).user for _ in range(SUBMITS - 1)]
+    form = place_order_data(_logged_in(alice))
+    assert form["version"] == str(version)
     answers = []
 
     def submit(user):
         def run():
-            response = _logged_in(user).post(reverse("carts:checkout"), {"version": version})
+            response = _logged_in(user).post(reverse("carts:checkout"), form)
             answers.append((response.status_code, response.get("Location", ""), response.content.decode()))
         return run
 
@@ -106,10 +109,12 @@ def test_editing_the_cart_while_it_is_checked_out_is_refused_and_loses_nothing(
 
     monkeypatch.setattr(payments.SandboxGateway, "authorize", slow_authorize)
     placed = []
+    form = place_order_data(_logged_in(alice))
+    assert form["version"] == str(version)
 
     def place():
         try:
-            placed.append(_logged_in(alice).post(reverse("carts:checkout"), {"version": version}).status_code)
+            placed.append(_logged_in(alice).post(reverse("carts:checkout"), form).status_code)
         finally:
             connection.close()
 

@@ -9,6 +9,7 @@ from django.urls import reverse
 from carts.models import Cart
 from clinics.services import clinic_set_payment_method, clinic_start_card_setup
 from fulfillment.models import Order, PaymentEvent
+from carts.tests.checkout_form import place_order_data
 
 from .conftest import cart_state
 
@@ -28,9 +29,8 @@ def test_a_declined_card_leaves_the_cart_unchanged_and_a_new_card_orders_the_sam
     _switch_card(clinic_a, clinic_admin_a, "pm_sandbox_declined")
     cart = world_a["cart"]
     before = cart_state(cart)
-    version = before[1]
 
-    response = client_alice.post(reverse("carts:checkout"), {"version": version})
+    response = client_alice.post(reverse("carts:checkout"), place_order_data(client_alice))
 
     assert response.status_code == 200
     page = response.content.decode()
@@ -51,7 +51,7 @@ def test_a_declined_card_leaves_the_cart_unchanged_and_a_new_card_orders_the_sam
     assert (clinic_a.payment_method_id, clinic_a.card_last4) == ("pm_sandbox_visa", "4242")
 
     with django_capture_on_commit_callbacks(execute=True):
-        response = client_alice.post(reverse("carts:checkout"), {"version": version})
+        response = client_alice.post(reverse("carts:checkout"), place_order_data(client_alice))
 
     order = Order.objects.get()
     assert response.status_code == 302 and response["Location"] == reverse("fulfillment:order", kwargs={"pk": order.pk})
@@ -75,12 +75,12 @@ def test_with_stripe_a_new_card_after_a_decline_orders_the_same_cart(
 
     switch("pm_card_visa_chargeDeclinedInsufficientFunds")
     before = cart_state(world_a["cart"])
-    page = client_alice.post(reverse("carts:checkout"), {"version": before[1]}).content.decode()
+    page = client_alice.post(reverse("carts:checkout"), place_order_data(client_alice)).content.decode()
     assert "The card ending 9995 was declined" in page and cart_state(world_a["cart"]) == before
 
     switch("pm_card_visa")
     with django_capture_on_commit_callbacks(execute=True):
-        response = client_alice.post(reverse("carts:checkout"), {"version": before[1]})
+        response = client_alice.post(reverse("carts:checkout"), place_order_data(client_alice))
 
     assert response.status_code == 302, response.content.decode()[:3000]
     assert Order.objects.count() == 1

@@ -14,6 +14,7 @@ from django_q.models import Schedule
 from fulfillment import tasks
 from fulfillment.models import Order, OrderLine, PartnerOrder
 from fulfillment.dispatch import DispatchOutcome
+from carts.tests.checkout_form import place_order_data
 
 from .conftest import cart_state
 
@@ -26,8 +27,10 @@ def place_order(client, world, capture):
     """The coordinator presses "Place order"; the dispatch tasks queued after commit run inline.
     Returns the order and the cart's lines as the coordinator reviewed them."""
     _, version, reviewed = cart_state(world["cart"])
+    form = place_order_data(client)
+    assert form["version"] == str(version)
     with capture(execute=True):
-        response = client.post(reverse("carts:checkout"), {"version": version})
+        response = client.post(reverse("carts:checkout"), form)
     assert response.status_code == 302
     return Order.objects.get(), reviewed
 

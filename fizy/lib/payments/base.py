@@ -43,8 +43,11 @@ class PaymentError(Exception):
 
 @dataclass(frozen=True)
 class Authorization:
-    """The outcome of authorizing an amount. ``ok`` False is a decline: ``code`` / ``decline_code``
-    say why (the bank's words), ``card_last4`` which card."""
+    """The outcome of authorizing (or, for :meth:`Gateway.charge`, charging) an amount. ``ok``
+    False is a decline: ``code`` / ``decline_code`` say why (the bank's words), ``card_last4``
+    which card. ``replayed``: the gateway answered a repeated idempotency key with the response
+    it saved the first time — the payment may have changed since, so look it up before relying
+    on it."""
 
     ok: bool
     reference: str
@@ -53,6 +56,7 @@ class Authorization:
     decline_code: str = ""
     code: str = ""
     card_last4: str = ""
+    replayed: bool = False
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,7 @@ class PaymentState:
     amount_capturable: Decimal = Decimal("0.00")
     amount_received: Decimal = Decimal("0.00")
     metadata: dict = field(default_factory=dict)
+    cancellation_reason: str = ""  # "automatic": the authorization expired
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,13 @@ class Gateway(Protocol):
         self, *, amount: Decimal, currency: str, customer_id: str, payment_method_id: str,
         idempotency_key: str, description: str = "", metadata: dict | None = None,
     ) -> Authorization: ...
+
+    def charge(
+        self, *, amount: Decimal, currency: str, customer_id: str, payment_method_id: str,
+        idempotency_key: str, description: str = "", metadata: dict | None = None,
+    ) -> Authorization:
+        """Charge the saved card now, off-session (captured at once)."""
+        ...
 
     def capture(self, *, reference: str, amount: Decimal, idempotency_key: str) -> PaymentState: ...
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from decimal import Decimal
 
 from fizy.lib.money import ZERO, money
@@ -93,6 +94,16 @@ class SandboxGateway:
             raise PaymentError("The saved card is unknown to the sandbox.", code="resource_missing",
                                kind=PaymentError.CARD_NOT_SAVED)
         return Authorization(ok=True, reference=reference, status=REQUIRES_CAPTURE, amount=amount)
+
+    def charge(
+        self, *, amount: Decimal, currency: str, customer_id: str, payment_method_id: str,
+        idempotency_key: str, description: str = "", metadata: dict | None = None,
+    ) -> Authorization:
+        result = self.authorize(
+            amount=amount, currency=currency, customer_id=customer_id, payment_method_id=payment_method_id,
+            idempotency_key="charge:" + idempotency_key, description=description, metadata=metadata,
+        )
+        return replace(result, status=SUCCEEDED) if result.ok else result
 
     def capture(self, *, reference: str, amount: Decimal, idempotency_key: str) -> PaymentState:
         amount = money(amount)

@@ -33,6 +33,14 @@ def _get(obj, *path, default=None):
     return default if obj is None else obj
 
 
+def _replayed(headers) -> bool:
+    """Stripe marks a response it replays for a repeated idempotency key."""
+    if not headers:
+        return False
+    value = headers.get("Idempotent-Replayed") or headers.get("idempotent-replayed") or ""
+    return str(value).lower() == "true"
+
+
 def _plain(obj) -> dict:
     """A Stripe response as plain dicts and lists (StripeObject is no longer a Mapping)."""
     return obj.to_dict() if hasattr(obj, "to_dict") else obj
@@ -77,6 +85,7 @@ class StripeGateway:
             amount_capturable=from_cents(_get(pi, "amount_capturable", default=0)),
             amount_received=from_cents(_get(pi, "amount_received", default=0)),
             metadata=dict(_get(pi, "metadata", default={}) or {}),
+            cancellation_reason=_get(pi, "cancellation_reason", default="") or "",
         )
 
     def ensure_customer(self, *, name: str, email: str, metadata: dict, idempotency_key: str = "") -> str:
@@ -122,6 +131,27 @@ class StripeGateway:
         self, *, amount: Decimal, currency: str, customer_id: str, payment_method_id: str,
         idempotency_key: str, description: str = "", metadata: dict | None = None,
     ) -> Authorization:
+        return self._confirm(
+            capture_method="manual", action="authorize the payment", amount=amount, currency=currency,
+            customer_id=customer_id, payment_method_id=payment_method_id, idempotency_key=idempotency_key,
+            description=description, metadata=metadata,
+        )
+
+    def charge(
+        self, *, amount: Decimal, currency: str, customer_id: str, payment_method_id: str,
+        idempotency_key: str, description: str = "", metadata: dict | None = None,
+    ) -> Authorization:
+        return self._confirm(
+            capture_method="automatic", action="charge the card", amount=amount, currency=currency,
+            customer_id=customer_id, payment_method_id=payment_method_id, idempotency_key=idempotency_key,
+            description=description, metadata=metadata,
+        )
+
+    def _confirm(
+        self, *, capture_method: str, action: str, amount: Decimal, currency: str, customer_id: str,
+        payment_method_id: str, idempotency_key: str, description: str, metadata: dict | None,
+    ) -> Authorization:
+        """Create and confirm a PaymentIntent off-session on the saved card."""
         stripe = self._stripe
         params = {
             "amount": to_cents(amount),
@@ -129,16 +159,14 @@ class StripeGateway:
             "customer": customer_id,
             "payment_method": payment_method_id,
             "payment_method_types": ["card"],
-            "capture_method": "manual",
+            "capture_method": capture_method,
             "confirm": True,
             "off_session": True,
             "description": description,
             "metadata": {k: str(v) for k, v in (metadata or {}).items()},
         }
         try:
-            pi = _plain(
-                self.client.v1.payment_intents.create(params=params, options={"idempotency_key": idempotency_key})
-            )
+            response = self.client.v1.payment_intents.create(params=params, options={"idempotency_key": idempotency_key})
         except stripe.CardError as exc:
             error = _get(exc.json_body, "error", default={})
             code = exc.code or _get(error, "code", default="")
@@ -151,20 +179,25 @@ class StripeGateway:
                 decline_code=decline_code,
                 code=code,
                 card_last4=_get(error, "payment_method", "card", "last4", default=""),
+                replayed=_replayed(getattr(exc, "headers", None)),
             )
         except stripe.StripeError as exc:
-            raise self._error(exc, "authorize the payment") from exc
+            raise self._error(exc, action) from exc
+        replayed = _replayed(getattr(getattr(response, "last_response", None), "headers", None))
+        pi = _plain(response)
         state = self._state(pi)
         if state.status in AUTHORIZED_STATUSES:
-            return Authorization(ok=True, reference=state.reference, status=state.status, amount=state.amount)
-        # requires_action (3-D Secure) or a failed confirmation: not a usable authorization.
+            return Authorization(
+                ok=True, reference=state.reference, status=state.status, amount=state.amount, replayed=replayed
+            )
+        # requires_action (3-D Secure), a failed confirmation, or (replayed) no longer usable.
         last_error = _get(pi, "last_payment_error", default={})
         code = _get(last_error, "code", default="") or state.status
         decline_code = _get(last_error, "decline_code", default="") or code
         return Authorization(
             ok=False, reference=state.reference, status=state.status, amount=state.amount,
             decline_code=decline_code, code=code,
-            card_last4=_get(last_error, "payment_method", "card", "last4", default=""),
+            card_last4=_get(last_error, "payment_method", "card", "last4", default=""), replayed=replayed,
         )
 
     def capture(self, *, reference: str, amount: Decimal, idempotency_key: str) -> PaymentState:

@@ -14,7 +14,7 @@ from clinics.models import Clinic, DEARegistration, Membership, Organization, Pa
 from fizy import demo_data as data
 from fizy.lib.identifiers import dea_from_base, npi_from_base
 from fizy.lib.payments import SANDBOX_CARDS
-from fulfillment.models import Order, OrderLine, PartnerOrder
+from fulfillment.models import Order, OrderLine, PartnerOrder, PaymentEvent
 from routing.engine import route_preview
 from routing.models import RoutingRule
 
@@ -180,7 +180,13 @@ class Command(BaseCommand):
                         unit_price=offering.unit_price, shipping_share=offering.shipping_fee, landed_cost=landed,
                         status=OrderLine.Status.DELIVERED, status_changed_at=placed_at + datetime.timedelta(days=4),
                         tracking_number=f"1Z{order.pk:06d}DEMO", carrier="UPS",
+                        amount_charged=landed, charge_reference=order.payment_reference,
                     ),
+                )
+                # The capture, as settlement would have recorded it (check_money reads the events).
+                PaymentEvent.objects.get_or_create(
+                    order=order, kind=PaymentEvent.Kind.CAPTURED,
+                    defaults=dict(clinic=clinic, amount=landed, gateway="sandbox", reference=order.payment_reference),
                 )
 
     def _routing_rules(self, orgs):

@@ -1,0 +1,11 @@
+from django.apps import AppConfig
+
+
+class FizyConfig(AppConfig):
+    """The project itself: management commands, template tags and the deployment checks."""
+
+    name = "fizy"
+    verbose_name = "Fizy"
+
+    def ready(self):
+        from . import checks  # noqa: F401  (registers the system checks)
