@@ -35,6 +35,7 @@ from fulfillment.selectors import failed_authorizations
 from fulfillment.settlement import (
     CHECKOUT_GRACE,
     authorization_check_live,
+    authorization_record_pending,
     authorization_release,
     payment_record_failure,
 )
@@ -121,12 +122,14 @@ def _cart_payload(cart: Cart) -> dict:
 
 
 def authorization_idempotency_key(*, cart: Cart, payment_method_id: str = "") -> str:
-    """One authorization per attempt at a cart version: a double submit replays the same
-    PaymentIntent, but every attempt that produced no order (declined, failed, or approved and
-    then released) makes the next one use a key of its own — Stripe would otherwise replay the
-    first answer: the decline, or an authorization that no longer exists."""
+    """One key per checkout attempt (the cart, its version, the card, when the attempt started,
+    and how many attempts at this version produced no order): the ``stripe`` library's own
+    retries of a request replay the first answer, but a new attempt never does — Stripe would
+    otherwise replay the first answer: a decline, or an authorization that no longer exists. A
+    double submit never reaches the gateway twice: the cart is "checking out" meanwhile."""
     failed = failed_authorizations(clinic_id=cart.clinic_id, payload=_cart_payload(cart))
-    return f"fizy-cart-{cart.pk}-v{cart.version}-{payment_method_id or 'card'}-a{failed}-authorize"
+    started = f"-t{cart.checkout_started_at:%Y%m%d%H%M%S%f}" if cart.checkout_started_at else ""
+    return f"fizy-cart-{cart.pk}-v{cart.version}-{payment_method_id or 'card'}-a{failed}{started}-authorize"
 
 
 def authorization_metadata(*, cart: Cart) -> dict[str, str]:
@@ -181,6 +184,14 @@ def _reopen(cart: Cart) -> None:
     """Put the cart back as it was before the checkout started (the version is untouched)."""
     Cart.objects.filter(pk=cart.pk, status=Cart.Status.CHECKING_OUT).update(
         status=Cart.Status.OPEN, checkout_started_at=None)
+
+
+def reopen_stale_checkouts() -> int:
+    """Carts left "checking out" longer than the grace by a checkout that died (its authorization,
+    if any, is released by fulfillment's orphan sweeper): open for edits again, unchanged.
+    Returns how many were reopened."""
+    stale = Cart.objects.filter(status=Cart.Status.CHECKING_OUT, checkout_started_at__lt=timezone.now() - CHECKOUT_GRACE)
+    return stale.update(status=Cart.Status.OPEN, checkout_started_at=None)
 
 
 def _create_order(*, prepared: _Prepared, actor, authorization: Authorization, gateway_name: str) -> Order:
@@ -248,6 +259,8 @@ def cart_checkout(*, clinic: Clinic, actor, expected_version: int | None = None,
         fail(message=f"Not used: {dead}.", reference=authorization.reference, decline_code="authorization_not_live")
         raise PaymentDeclined(f"The payment could not be made: {dead}. Nothing was charged; the cart is unchanged. "
                               "Place the order again: it gets a new authorization.")
+    authorization_record_pending(clinic=clinic, authorization=authorization, gateway_name=gateway.name, actor=actor,
+                                 payload=_cart_payload(cart))
     try:
         with transaction.atomic(durable=True):
             locked = Cart.objects.select_for_update().get(pk=cart.pk)

@@ -129,18 +129,50 @@ def _record(
 # --- authorization (called by order placement and checkout) -------------------------------------
 
 
+def authorization_record_pending(*, clinic: Clinic, authorization: Authorization, gateway_name: str, actor=None,
+                                 payload: dict | None = None) -> PaymentEvent:
+    """Write down an approved authorization the moment the gateway returns it, before its order
+    exists: if the process dies before the order is created, the orphan sweeper finds and
+    releases it (never a hold on the clinic's card without an order)."""
+    with transaction.atomic(durable=True):
+        existing = PaymentEvent.objects.filter(kind=Kind.AUTHORIZED, reference=authorization.reference).first()
+        if existing is not None:
+            return existing  # a resumed checkout replayed the same authorization
+        return _record(
+            kind=Kind.AUTHORIZED, clinic=clinic, order=None, amount=authorization.amount, gateway_name=gateway_name,
+            reference=authorization.reference, actor=actor, payload={"status": authorization.status, **(payload or {})},
+        )
+
+
 def order_record_authorization(
     *, order: Order, authorization: Authorization, gateway_name: str, actor=None
 ) -> PaymentEvent:
-    """Mark ``order`` as paid by ``authorization`` (made just before the order was created)."""
+    """Mark ``order`` as paid by ``authorization`` (made just before the order was created). The
+    authorization's pending record, if checkout wrote one, becomes the order's; one the orphan
+    sweeper has claimed for release cannot pay for an order (raises PaymentServiceError, and the
+    caller's transaction creating the order rolls back)."""
     if not authorization.ok:
         raise PaymentServiceError("A declined authorization cannot pay for an order.")
     with transaction.atomic():
+        pending = (PaymentEvent.objects.select_for_update()
+                   .filter(kind=Kind.AUTHORIZED, reference=authorization.reference).first())
+        if pending is not None and (pending.order_id is not None or pending.payload.get("released")):
+            raise PaymentServiceError(
+                f"The card authorization {authorization.reference} was released (or pays for another order); "
+                "it cannot pay for this one."
+            )
         order.payment_gateway = gateway_name
         order.payment_reference = authorization.reference
         order.payment_status = PS.AUTHORIZED
         order.amount_authorized = authorization.amount
         order.save(update_fields=["payment_gateway", "payment_reference", "payment_status", "amount_authorized"])
+        if pending is not None:
+            pending.order = order
+            pending.save(update_fields=["order"])
+            audit_record(action=Action.PAYMENT_AUTHORIZED, actor=actor, clinic=order.clinic, obj=order,
+                         detail={"amount": str(authorization.amount), "reference": authorization.reference,
+                                 "gateway": gateway_name, "event_id": pending.pk, "order_id": order.pk})
+            return pending
         return _record(
             kind=Kind.AUTHORIZED, clinic=order.clinic, order=order, amount=authorization.amount,
             gateway_name=gateway_name, reference=authorization.reference, actor=actor,
@@ -186,13 +218,33 @@ def _record_orphan_once(*, clinic: Clinic, kind: str, reference: str, amount: De
         )
 
 
+class AuthorizationInUse(PaymentServiceError):
+    """The authorization pays for an order: it is not released."""
+
+
+def _claim_for_release(reference: str) -> None:
+    """Mark the authorization's pending record released (under its row lock), so no checkout can
+    place an order on it from now on; refuse when an order already uses it."""
+    with transaction.atomic(durable=True):
+        pending = PaymentEvent.objects.select_for_update().filter(kind=Kind.AUTHORIZED, reference=reference).first()
+        if pending is None:
+            return
+        if pending.order_id is not None:
+            raise AuthorizationInUse(f"The authorization {reference} pays for an order; it is not released.")
+        if not pending.payload.get("released"):
+            pending.payload = {**pending.payload, "released": True}
+            pending.save(update_fields=["payload"])
+
+
 def authorization_release(
     *, clinic: Clinic, reference: str, amount: Decimal, message: str, actor=None, payload: dict | None = None,
 ) -> PaymentEvent:
     """Cancel an approved authorization that pays for no order (its checkout failed after the
-    approval, or died) and record why, once. One that is already cancelled (expired, released
-    before) is only recorded. Raises PaymentError when the gateway cannot be reached: the Stripe
-    reconciliation and the orphan sweeper release it later."""
+    approval, or died) and record why, once. It is claimed first, so no order can be placed on it
+    afterwards; one that is already cancelled (expired, released before) is only recorded.
+    Raises AuthorizationInUse when an order uses it, PaymentError when the gateway cannot be
+    reached (the Stripe reconciliation and the orphan sweeper release it later)."""
+    _claim_for_release(reference)
     gateway = get_gateway()
     try:
         gateway.cancel(reference=reference, idempotency_key=f"fizy-orphan-{reference}-cancel")
@@ -203,6 +255,56 @@ def authorization_release(
         clinic=clinic, kind=Kind.CANCELLED, reference=reference, amount=amount, gateway_name=gateway.name,
         message=message, actor=actor, payload=payload,
     )
+
+
+def release_orphan_authorizations(*, now: datetime.datetime | None = None) -> int:
+    """The orphan sweeper: approved authorizations written down by a checkout that never created
+    its order (the process died) are released once the checkout's grace has passed. Returns how
+    many were released."""
+    now = now or timezone.now()
+    orphans = (PaymentEvent.objects.filter(kind=Kind.AUTHORIZED, order=None, at__lt=now - CHECKOUT_GRACE)
+               .exclude(reference__in=PaymentEvent.objects.filter(kind=Kind.CANCELLED, order=None).values("reference"))
+               .select_related("clinic"))
+    released = 0
+    for event in orphans:
+        try:
+            authorization_release(
+                clinic=event.clinic, reference=event.reference, amount=event.amount,
+                payload={k: v for k, v in event.payload.items() if k in ("cart", "cart_version")},
+                message="An authorization whose checkout never created its order was released by the sweeper.",
+            )
+        except AuthorizationInUse:
+            continue
+        except PaymentError as exc:
+            logger.warning("orphan authorization %s not released yet (%s); the next sweep retries", event.reference, exc)
+            continue
+        released += 1
+    return released
+
+
+def sweep_payments(*, now: datetime.datetime | None = None) -> dict[str, int]:
+    """The periodic payment sweeper (a django-q2 schedule; idempotent, safe on several workers):
+    capture orders whose authorization reached the safe age, charge accepted lines that no
+    authorization covers any more, and release orphan authorizations. Failures of one order are
+    logged and left for the next run; they never stop the others."""
+    now = now or timezone.now()
+    done = {"captured": 0, "charged": 0, "released": release_orphan_authorizations(now=now)}
+    due = Order.objects.filter(payment_status=PS.AUTHORIZED, placed_at__lte=now - settings.CAPTURE_AFTER)
+    uncovered = Order.objects.exclude(payment_status__in=[PS.AUTHORIZED, PS.NONE]).filter(
+        lines__status__in=CHARGEABLE, lines__amount_charged=0, lines__charge_failed_at=None)
+    for order_id in due.values_list("pk", flat=True):
+        try:
+            order_settle_payment(order_id=order_id)
+            done["captured"] += 1
+        except (PaymentError, PaymentServiceError) as exc:
+            logger.warning("sweeper: order %s not settled: %s", order_id, exc)
+    for order_id in uncovered.values_list("pk", flat=True).distinct():
+        try:
+            order_settle_payment(order_id=order_id)
+            done["charged"] += 1
+        except (PaymentError, PaymentServiceError) as exc:
+            logger.warning("sweeper: order %s follow-up charges not made: %s", order_id, exc)
+    return done
 
 
 def orphan_refund(*, clinic: Clinic, reference: str, amount: Decimal) -> PaymentEvent:

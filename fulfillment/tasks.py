@@ -41,3 +41,11 @@ def charge_order_line(line_id: int):
     from .settlement import line_charge_follow_up
 
     return line_charge_follow_up(line_id=line_id)
+
+
+def sweep_payments():
+    """Every few minutes (a django-q2 schedule): captures at the safe age, follow-up charges,
+    orphan authorizations released."""
+    from .settlement import sweep_payments as sweep
+
+    return sweep()

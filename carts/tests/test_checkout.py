@@ -118,7 +118,10 @@ def test_a_failure_after_authorization_cancels_it_and_reopens_the_cart(clinic_a,
         cart_checkout(clinic=clinic_a, actor=alice)
     assert len(cancelled) == 1
     assert cart_state(ready_cart["cart"]) == before and not Order.objects.exists()
-    assert list(PaymentEvent.objects.values_list("kind", "reference")) == [("cancelled", cancelled[0])]
+    # The approval was written down before the order (so a crash could not lose it), then released.
+    assert list(PaymentEvent.objects.order_by("pk").values_list("kind", "reference", "order")) == [
+        ("authorized", cancelled[0], None), ("cancelled", cancelled[0], None)]
+    assert PaymentEvent.objects.get(kind="authorized").payload["released"] is True
 
 
 def test_second_submit_after_success_orders_nothing_more(clinic_a, alice, ready_cart):

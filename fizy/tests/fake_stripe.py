@@ -76,9 +76,13 @@ class FakeStripe:
         self.fail_next: list[int] = []  # HTTP statuses to answer the next requests with
         self.expire_after = AUTHORIZATION_LIFE
         self.offset = 0.0
+        # Faults: answer nothing to the next N requests after doing them (the client sees the
+        # connection drop and retries with the same key); call on_replay(object id) before a replay.
+        self.drop_next_responses = 0
+        self.on_replay = None
         self._ids = itertools.count(1)
         self._replays: dict[str, tuple[dict, int, dict]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
@@ -105,7 +109,8 @@ class FakeStripe:
             self._expire_due()
 
     def expire(self, intent_id: str) -> dict:
-        """Stripe releases this authorization now (as it does after about 7 days). Returns the event."""
+        """Stripe releases this authorization now (as it does after about 7 days). Returns the event.
+        (Also usable as ``on_replay``: the server's lock is re-entrant.)"""
         with self._lock:
             return self._cancel_automatically(self.intents[intent_id])
 
@@ -153,6 +158,8 @@ class FakeStripe:
                                    f"first used with. Try using a key other than '{key}' if you meant to execute a "
                                    "different request.",
                     }}, {}
+                if self.on_replay and isinstance(body, dict) and body.get("id"):
+                    self.on_replay(body["id"])
                 return status, copy.deepcopy(body), {"Idempotent-Replayed": "true"}
             status, body = self._route(method, path, form)
             if status < 500:
@@ -268,6 +275,12 @@ class FakeStripe:
                 with fake._lock:
                     fake.requests.append({"method": self.command, "path": url.path, "form": form, "headers": headers})
                     status, payload, extra = fake.handle(self.command, url.path, form, headers)
+                    drop = fake.drop_next_responses > 0
+                    if drop:
+                        fake.drop_next_responses -= 1
+                if drop:  # done, but the answer is lost on the wire
+                    self.close_connection = True
+                    return
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

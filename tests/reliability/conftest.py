@@ -106,3 +106,17 @@ def cart_state(cart):
 
 
 from fizy.tests.fake_stripe import fake_stripe  # noqa: E402,F401  (fixture: a local fake Stripe server)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """Every reliability scenario that touched the database ends with the money invariant
+    (``check_money``) holding over every order it made."""
+    result = yield
+    uses_db = item.get_closest_marker("django_db") or {"db", "transactional_db"} & set(item.fixturenames)
+    if uses_db:
+        from fulfillment.ledger import money_violations
+
+        violations = money_violations()
+        assert not violations, "check_money: " + "; ".join(map(str, violations))
+    return result
