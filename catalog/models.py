@@ -5,6 +5,7 @@ from django.db import models
 from django.utils import timezone
 from localflavor.us.models import USStateField
 
+from fizy.lib.encryption import EncryptedTextField
 from fizy.lib.money import MoneyField
 
 
@@ -17,18 +18,42 @@ class Partner(models.Model):
     active = models.BooleanField(default=True)
     legitscript_id = models.CharField("LegitScript certification ID", max_length=60, blank=True)
     api_base_url = models.URLField("order API base URL", blank=True)
-    api_key = models.CharField("order API key", max_length=200, blank=True)
-    webhook_secret = models.CharField(
-        max_length=200, blank=True, help_text="Shared secret the partner signs its status webhooks with (HMAC-SHA256)."
+    # Credentials: encrypted at rest, write-only in the admin, never in the history tables.
+    api_key = EncryptedTextField("order API key", blank=True, help_text="The Bearer key the partner issued to us.")
+    webhook_secret = EncryptedTextField(
+        "webhook signing secret", blank=True,
+        help_text="The partner signs its status webhooks with it (Standard Webhooks, whsec_…).",
     )
+    webhook_secret_next = EncryptedTextField(
+        "next webhook signing secret", blank=True,
+        help_text="During a rotation: events signed with this secret are accepted too, until it becomes the current one.",
+    )
+    api_key_changed_at = models.DateTimeField("API key changed", null=True, blank=True, editable=False)
+    webhook_secret_changed_at = models.DateTimeField("webhook secret changed", null=True, blank=True, editable=False)
+    webhook_secret_next_changed_at = models.DateTimeField("next webhook secret changed", null=True, blank=True, editable=False)
     support_email = models.EmailField(blank=True)
     support_phone = models.CharField(max_length=40, blank=True)
 
+    CREDENTIAL_FIELDS = ("api_key", "webhook_secret", "webhook_secret_next")
+
     class Meta:
         ordering = ["name"]
+        permissions = [("change_partner_credentials", "Can set a partner's API key and webhook secrets")]
 
     def __str__(self):
         return self.name
+
+    def set_credential(self, field: str, value: str) -> None:
+        """Set one credential and note when (the note, not the secret, is what history shows)."""
+        if field not in self.CREDENTIAL_FIELDS:
+            raise ValueError(f"{field} is not a partner credential")
+        setattr(self, field, value)
+        setattr(self, f"{field}_changed_at", timezone.now())
+
+    @property
+    def webhook_secrets(self) -> list[str]:
+        """The secrets a webhook may be signed with: the current one, then the next one."""
+        return [s for s in (self.webhook_secret, self.webhook_secret_next) if s]
 
 
 class PartnerStateLicense(models.Model):

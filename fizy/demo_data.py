@@ -39,15 +39,15 @@ PARTNERS = [
     {"slug": "cedar", "name": "Cedar Compounding Pharmacy", "legitscript": "LS-48213-503A",
      "states": ["TX", "CO", "FL", "AZ", "NM", "OK", "GA"], "email": "orders@cedarrx.example",
      "api_key": "sandbox-key-cedar",
-     "webhook_secret": "sandbox-whsec-cedar"},
+     "webhook_secret": "whsec_uqH7o3czGdx+PvPFKDwzGYpVbs02sQehvAfvO45sRLo="},
     {"slug": "harbor", "name": "Harbor 503A Pharmacy", "legitscript": "LS-51877-503A",
      "states": ["CA", "FL", "NY", "NJ", "PA", "TX", "IL"], "email": "support@harbor503a.example",
      "api_key": "sandbox-key-harbor",
-     "webhook_secret": "sandbox-whsec-harbor"},
+     "webhook_secret": "whsec_0883D8Xbs1SOX4PAXH34xBV5KOtMtWoMo7SZg1UbSzg="},
     {"slug": "summit", "name": "Summit Sterile Compounding", "legitscript": "LS-60102-503A",
      "states": ["CO", "UT", "AZ", "NV", "WA", "OR", "CA", "TX"], "email": "pharmacy@summitsterile.example",
      "api_key": "sandbox-key-summit",
-     "webhook_secret": "sandbox-whsec-summit"},
+     "webhook_secret": "whsec_66ZXo9i0OBK7Q4a4W/ZjUs97TaWEme+uz7S8OAcCjoM="},
 ]
 
 # sku, name, strength, form, unit, schedule, max qty, needs clinical-difference statement

@@ -6,6 +6,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from fizy.lib.encryption import check_keys as check_field_encryption_keys
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -20,6 +22,14 @@ if not DEBUG and (not SECRET_KEY or SECRET_KEY == _DEV_SECRET_KEY or len(SECRET_
         "SECRET_KEY must be set to a random value of at least 50 characters when DEBUG is off "
         "(for example: python -c 'import secrets; print(secrets.token_urlsafe(64))')."
     )
+
+# Partner API keys and webhook secrets are encrypted at rest with these Fernet keys (first one
+# encrypts, all decrypt: rotation in fizy/lib/encryption.py). A development key only with DEBUG.
+_DEV_FIELD_ENCRYPTION_KEY = "lSsVEraUNGEYjZVa1f9U3f12fdx5KgzjoxDhvDbBdHI="
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[_DEV_FIELD_ENCRYPTION_KEY] if DEBUG else [])
+if not DEBUG and _DEV_FIELD_ENCRYPTION_KEY in FIELD_ENCRYPTION_KEYS:
+    raise ImproperlyConfigured("FIELD_ENCRYPTION_KEYS holds the development key, which is public: generate a key of your own.")
+check_field_encryption_keys(FIELD_ENCRYPTION_KEYS)
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -151,6 +161,17 @@ PARTNER_CONNECT_TIMEOUT = env.float("PARTNER_CONNECT_TIMEOUT", default=5.0)
 PARTNER_READ_TIMEOUT = env.float("PARTNER_READ_TIMEOUT", default=20.0)
 PARTNER_DISPATCH_MAX_ATTEMPTS = env.int("PARTNER_DISPATCH_MAX_ATTEMPTS", default=5)
 PARTNER_DISPATCH_BACKOFF_SECONDS = env.float("PARTNER_DISPATCH_BACKOFF_SECONDS", default=30.0)
+
+# Partner webhooks (fulfillment/webhooks.py): the largest body read; how long refused requests'
+# metadata is kept; the last day the pre-Standard-Webhooks X-Fizy-* signatures are accepted
+# (docs/partner-api.md; empty: no longer accepted).
+WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=64 * 1024)
+WEBHOOK_REFUSED_RETENTION_DAYS = env.int("WEBHOOK_REFUSED_RETENTION_DAYS", default=14)
+_legacy_until = env.str("WEBHOOK_LEGACY_SIGNATURES_UNTIL", default="2027-03-31").strip()
+try:
+    WEBHOOK_LEGACY_SIGNATURES_UNTIL = datetime.date.fromisoformat(_legacy_until) if _legacy_until else None
+except ValueError:
+    raise ImproperlyConfigured("WEBHOOK_LEGACY_SIGNATURES_UNTIL must be a date (YYYY-MM-DD) or empty.") from None
 
 # The built-in sandbox partner pharmacy (the demo): on by default only with DEBUG. It answers our
 # orders with signed webhooks sent to SANDBOX_WEBHOOK_BASE_URL, this site's own address.

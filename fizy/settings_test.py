@@ -11,6 +11,8 @@ os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
 os.environ.setdefault("Q_SYNC", "true")
 os.environ.setdefault("PAYMENT_GATEWAY", "sandbox")
 os.environ.setdefault("FIZY_ALLOW_SANDBOX", "true")
+# A key for the tests only (never the demo's development key, which DEBUG=false refuses).
+os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "ACIn4ry2zlt7bgM_YpZiUbr1fjG9jHHE8nGGz-6zkVU=")
 
 from .settings import *  # noqa: E402,F403
 

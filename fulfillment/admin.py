@@ -11,7 +11,7 @@ from django.utils.html import format_html
 from fizy.lib.admin import ActionsOnlyAdmin, ReadOnlyAdmin, ReadOnlyInline
 
 from .dispatch import DispatchError, partner_order_retry_dispatch
-from .models import LineEvent, Order, OrderLine, PartnerOrder, PaymentEvent, WebhookEvent
+from .models import LineEvent, Order, OrderLine, PartnerOrder, PaymentEvent, RefusedWebhookRequest, WebhookEvent
 from .status import LineStatusError, allowed_targets, line_set_status_by_staff
 
 
@@ -130,6 +130,17 @@ class WebhookEventAdmin(ReadOnlyAdmin):
     list_display = ["received_at", "partner_slug", "event_id", "outcome", "error"]
     list_filter = ["outcome", "partner_slug"]
     search_fields = ["event_id", "body"]
+
+
+@admin.register(RefusedWebhookRequest)
+class RefusedWebhookRequestAdmin(ReadOnlyAdmin):
+    """Requests that failed the size, partner or signature check: metadata only, purged after
+    WEBHOOK_REFUSED_RETENTION_DAYS days. A partner's misconfigured secret shows up here."""
+
+    list_display = ["received_at", "partner_slug", "failed_check", "detail", "size", "source_address"]
+    list_filter = ["failed_check", "partner"]
+    search_fields = ["partner_slug", "source_address"]
+    date_hierarchy = "received_at"
 
 
 @admin.register(PaymentEvent)

@@ -1,10 +1,13 @@
-"""DRF endpoints partners call. Authentication is the HMAC signature alone (see fulfillment.webhooks)."""
+"""DRF endpoints partners call. Authentication is the webhook signature alone (see fulfillment.webhooks)."""
 
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from fizy.lib.http import BodyTooLarge, client_address, read_body_at_most
+
+from .models import RefusedWebhookRequest
 from .sandbox import sandbox_receive_order
-from .webhooks import partner_event_receive
+from .webhooks import max_body_bytes, partner_event_receive, partner_event_refuse
 
 
 class PartnerEventsApi(APIView):
@@ -15,7 +18,15 @@ class PartnerEventsApi(APIView):
     parser_classes: list = []  # the signature covers the raw bytes; the service parses them
 
     def post(self, request, slug: str):
-        result = partner_event_receive(slug=slug, headers=request.headers, body=request.body)
+        source = client_address(request)
+        try:
+            # The underlying Django request: read with a bound, never request.body (read whole).
+            body = read_body_at_most(request._request, max_body_bytes())
+        except BodyTooLarge as too_large:
+            result = partner_event_refuse(slug=slug, check=RefusedWebhookRequest.Check.TOO_LARGE,
+                                          detail="body over the size limit", size=too_large.size, source_address=source)
+        else:
+            result = partner_event_receive(slug=slug, headers=request.headers, body=body, source_address=source)
         return Response(result.data, status=result.status_code)
 
 

@@ -4,6 +4,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from catalog.models import Partner, Product
 from clinics.models import Clinic, Patient, Prescriber
@@ -181,7 +182,8 @@ class LineEvent(models.Model):
 
 
 class WebhookEvent(models.Model):
-    """Every request a partner sent to our webhook endpoint, stored before anything else."""
+    """Every verified request a partner sent to our webhook endpoint, stored before it is applied.
+    (Requests that fail verification are kept as metadata only: RefusedWebhookRequest.)"""
 
     class Outcome(models.TextChoices):
         RECEIVED = "received", "Received"
@@ -213,6 +215,34 @@ class WebhookEvent(models.Model):
 
     def __str__(self):
         return f"{self.partner_slug} {self.event_id or '(no id)'} {self.outcome}"
+
+
+class RefusedWebhookRequest(models.Model):
+    """A request to the webhook endpoint that failed a check before it could be trusted (too
+    large, unknown partner, bad signature): its metadata only, never its whole body. Purged after
+    ``WEBHOOK_REFUSED_RETENTION_DAYS`` days by a django-q2 schedule."""
+
+    class Check(models.TextChoices):
+        TOO_LARGE = "too_large", "Body over the size limit"
+        UNKNOWN_PARTNER = "unknown_partner", "Unknown partner"
+        NO_SECRET = "no_secret", "Partner has no signing secret"
+        SIGNATURE = "signature", "Signature, timestamp or signing headers"
+        LEGACY_CLOSED = "legacy_closed", "X-Fizy signature after its transition window"
+
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    partner = models.ForeignKey(Partner, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    partner_slug = models.CharField(max_length=60, help_text="As given in the URL.")
+    source_address = models.GenericIPAddressField(null=True, blank=True)
+    size = models.PositiveIntegerField(help_text="Bytes in the body (as declared, for a body refused unread).")
+    failed_check = models.CharField(max_length=20, choices=Check.choices)
+    detail = models.CharField(max_length=200, blank=True)
+    body_prefix = models.TextField(blank=True, help_text="At most the first 1 KB of the body.")
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self):
+        return f"{self.partner_slug} refused: {self.get_failed_check_display()}"
 
 
 class PaymentEvent(models.Model):

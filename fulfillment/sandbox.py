@@ -4,7 +4,8 @@ It speaks the partner protocol of ``docs/partner-api.md`` from the partner's sid
 
 - ``POST /sandbox/partners/<slug>/orders`` takes our order (checks ``Authorization: Bearer
   <partner.api_key>`` and ``Idempotency-Key``; a repeated key returns the same reference).
-- Over the following minutes it sends signed webhooks (real HTTP through ``requests``) to
+- Over the following minutes it sends webhooks signed the Standard Webhooks way with the
+  partner's secrets (real HTTP through ``requests``) to
   ``SANDBOX_WEBHOOK_BASE_URL`` + ``/api/partners/<slug>/events``, one step at a time, each step a
   django-q2 scheduled task (the demo's ``qcluster`` runs them).
 
@@ -169,8 +170,14 @@ def sandbox_send_event(*, partner: Partner, event: dict) -> int | None:
     """POST one signed event to our webhook endpoint; the HTTP status, or None if unreachable."""
     body = json.dumps(event).encode()
     url = sandbox_webhook_base_url() + reverse("fulfillment:partner-events", kwargs={"slug": partner.slug})
+    if not partner.webhook_secrets:
+        log.warning("sandbox %s: no webhook secret to sign %s with", partner.slug, event["event_id"])
+        return None
+    # Standard Webhooks, signed with every secret the partner holds: during a rotation (a next
+    # secret is set) each event carries two signatures, as a real partner's would.
+    headers = webhook_headers(secret=partner.webhook_secrets, body=body, msg_id=event["event_id"])
     try:
-        response = requests.post(url, data=body, headers=webhook_headers(secret=partner.webhook_secret, body=body), timeout=(5, 20))
+        response = requests.post(url, data=body, headers=headers, timeout=(5, 20))
     except requests.RequestException as exc:
         log.warning("sandbox %s: could not deliver %s: %s", partner.slug, event["event_id"], exc)
         return None

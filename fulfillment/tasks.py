@@ -49,3 +49,11 @@ def sweep_payments():
     from .settlement import sweep_payments as sweep
 
     return sweep()
+
+
+def purge_refused_webhook_requests() -> int:
+    """Daily (a django-q2 schedule): delete refused webhook requests' metadata older than
+    ``WEBHOOK_REFUSED_RETENTION_DAYS``. Returns how many rows went."""
+    from .webhooks import refused_webhook_requests_purge
+
+    return refused_webhook_requests_purge()

@@ -1,13 +1,25 @@
-"""Partner status webhooks: signature, validation, and applying an event to its line.
+"""Partner status webhooks: verify first, then store, validate and apply an event to its line.
 
 Protocol (``docs/partner-api.md``): the partner POSTs a JSON event to
-``/api/partners/<slug>/events`` with ``X-Fizy-Timestamp`` (Unix seconds) and
-``X-Fizy-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<raw body>" keyed with the partner's
-webhook secret>``. Every request is stored as a WebhookEvent before anything else is looked at.
+``/api/partners/<slug>/events``, signed the Standard Webhooks way (``webhook-id``,
+``webhook-timestamp``, ``webhook-signature`` with one or more ``v1,`` signatures; see
+``fizy.lib.webhook_signing``) with the partner's current or next secret. Until
+``settings.WEBHOOK_LEGACY_SIGNATURES_UNTIL`` the older ``X-Fizy-Timestamp`` / ``X-Fizy-Signature``
+scheme is accepted too.
+
+Order of the checks, so that nobody can fill the database or learn which partners exist:
+
+1. size (the view refuses a body over ``WEBHOOK_MAX_BODY_BYTES`` with 413 before reading it);
+2. the partner (by slug) and the signature: a request failing either is kept as metadata only
+   (:class:`RefusedWebhookRequest`: size, time, source address, the check that failed, the first
+   1 KB) and answered with the same 401 whatever the reason;
+3. only a verified request is stored whole (:class:`WebhookEvent`), committed on its own before
+   anything else, then validated (400 with the fields at fault) and applied once per event id.
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import hmac
 import json
@@ -15,37 +27,72 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework import serializers
 
 from catalog.models import Partner
+from fizy.lib import webhook_signing
 
-from .models import LineEvent, OrderLine, WebhookEvent
+from .models import LineEvent, OrderLine, RefusedWebhookRequest, WebhookEvent
 from .status import locked_line_apply_status, refusal_message
 
+# The scheme partners used before Standard Webhooks (accepted until WEBHOOK_LEGACY_SIGNATURES_UNTIL).
 TIMESTAMP_HEADER = "X-Fizy-Timestamp"
 SIGNATURE_HEADER = "X-Fizy-Signature"
 SIGNATURE_PREFIX = "sha256="
 TOLERANCE_SECONDS = 300
-MAX_STORED_BODY = 100_000
-STORED_HEADERS = ("content-type", "content-length", "user-agent", "x-fizy-timestamp", "x-fizy-signature", "x-request-id")
+# What a refused request keeps of its body: enough to recognise a partner's misconfigured event
+# (at most 2 KB by design; 1 KB keeps the row inline, under PostgreSQL's TOAST threshold, so 1,000
+# refused requests cost about 1.3 MB: tests/reliability/test_webhook_flood.py).
+REFUSED_PREFIX_BYTES = 1024
+STORED_HEADERS = (
+    "content-type", "content-length", "user-agent", "x-request-id",
+    webhook_signing.ID_HEADER, webhook_signing.TIMESTAMP_HEADER, webhook_signing.SIGNATURE_HEADER,
+    "x-fizy-timestamp", "x-fizy-signature",
+)
+UNVERIFIED = {
+    "error": "The request could not be verified. Check the URL, the signing secret, the webhook-id, "
+             "webhook-timestamp and webhook-signature headers, and your clock (docs/partner-api.md).",
+}
+# Verified against when the slug is unknown, so that an unknown slug costs what a known one does.
+_DECOY_SECRET = webhook_signing.generate_secret()
 
 Outcome = WebhookEvent.Outcome
+Check = RefusedWebhookRequest.Check
 LS = OrderLine.Status
 # What a partner may report. pending / sent / failed are ours alone.
 PARTNER_STATUSES = [LS.ACCEPTED, LS.COMPOUNDING, LS.SHIPPED, LS.DELIVERED, LS.REJECTED, LS.ON_HOLD, LS.CANCELLED]
 NEEDS_REASON = {LS.REJECTED, LS.ON_HOLD, LS.CANCELLED}
 
 
+def max_body_bytes() -> int:
+    return settings.WEBHOOK_MAX_BODY_BYTES
+
+
+def legacy_signatures_accepted(today: datetime.date | None = None) -> bool:
+    """Whether the X-Fizy-* scheme is still accepted (the transition window is open)."""
+    until = settings.WEBHOOK_LEGACY_SIGNATURES_UNTIL
+    return until is not None and (today or timezone.localdate()) <= until
+
+
+def webhook_headers(*, secret: str | list[str], body: bytes, timestamp: int | None = None, msg_id: str | None = None) -> dict[str, str]:
+    """The headers a partner sends with ``body``, signed with ``secret`` (or with each of a list
+    of secrets, as a partner in the middle of a rotation does). Used by the sandbox partner and tests."""
+    secrets_ = [secret] if isinstance(secret, str) else list(secret)
+    return {"Content-Type": "application/json",
+            **webhook_signing.sign_headers(secrets_=secrets_, body=body, msg_id=msg_id, timestamp=timestamp)}
+
+
 def webhook_signature(*, secret: str, timestamp: str, body: bytes) -> str:
-    """The ``X-Fizy-Signature`` value for ``body`` sent at ``timestamp``."""
+    """The legacy ``X-Fizy-Signature`` value for ``body`` sent at ``timestamp``."""
     digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
     return SIGNATURE_PREFIX + digest
 
 
-def webhook_headers(*, secret: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
-    """The headers a partner sends with ``body`` (used by the sandbox partner and by tests)."""
+def legacy_webhook_headers(*, secret: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+    """The legacy X-Fizy-* headers (partners not yet on Standard Webhooks)."""
     ts = str(int(time.time()) if timestamp is None else timestamp)
     return {
         "Content-Type": "application/json",
@@ -78,7 +125,7 @@ class PartnerEventSerializer(serializers.Serializer):
 class WebhookResult:
     status_code: int
     data: dict
-    event: WebhookEvent
+    event: WebhookEvent | None  # None when the request was refused before being stored
 
 
 def _clean(text: str, limit: int) -> str:
@@ -98,21 +145,50 @@ def _finish(event: WebhookEvent, outcome: str, status_code: int, data: dict) -> 
     return WebhookResult(status_code=status_code, data=data, event=event)
 
 
-def _signature_problem(partner: Partner, headers: Mapping[str, str], body: bytes, now: float) -> str:
-    if not partner.webhook_secret:
-        return "This partner has no webhook secret configured; events cannot be verified."
+def _legacy_problem(secrets_: list[str], headers: Mapping[str, str], body: bytes, now: float) -> str:
     timestamp = headers.get(TIMESTAMP_HEADER.lower(), "").strip()
     if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 12:
-        return f"Missing or malformed {TIMESTAMP_HEADER} header (Unix seconds expected)."
+        return f"missing or malformed {TIMESTAMP_HEADER} header"
     if abs(now - int(timestamp)) > TOLERANCE_SECONDS:
-        return f"{TIMESTAMP_HEADER} is more than {TOLERANCE_SECONDS // 60} minutes away from our clock."
+        return f"{TIMESTAMP_HEADER} is more than {TOLERANCE_SECONDS // 60} minutes away from our clock"
     given = headers.get(SIGNATURE_HEADER.lower(), "").strip()
-    expected = webhook_signature(secret=partner.webhook_secret, timestamp=timestamp, body=body)
     if not given.startswith(SIGNATURE_PREFIX):
         given = SIGNATURE_PREFIX + given
-    if not hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace")):
-        return f"{SIGNATURE_HEADER} does not match the body."
-    return ""
+    for secret in secrets_:
+        expected = webhook_signature(secret=secret, timestamp=timestamp, body=body)
+        if hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace")):
+            return ""
+    return f"{SIGNATURE_HEADER} does not match the body"
+
+
+def _verification_problem(partner: Partner | None, headers: Mapping[str, str], body: bytes, now: float) -> tuple[str, str]:
+    """("", "") when the request is the partner's, else (the check that failed, why)."""
+    secrets_ = partner.webhook_secrets if partner is not None else [_DECOY_SECRET]
+    if webhook_signing.SIGNATURE_HEADER not in headers and SIGNATURE_HEADER.lower() in headers:
+        if not legacy_signatures_accepted():
+            return Check.LEGACY_CLOSED, f"{SIGNATURE_HEADER} is no longer accepted; sign with Standard Webhooks"
+        problem = _legacy_problem(secrets_, headers, body, now)
+    else:
+        _, problem = webhook_signing.verify(secrets_=secrets_, body=body, headers=headers)
+    if partner is None:
+        return Check.UNKNOWN_PARTNER, "no partner with this slug"
+    if not partner.webhook_secrets:
+        return Check.NO_SECRET, "the partner has no webhook signing secret configured"
+    return (Check.SIGNATURE, problem) if problem else ("", "")
+
+
+def partner_event_refuse(*, slug: str, check: str, detail: str, size: int, source_address: str | None,
+                         body: bytes = b"", partner: Partner | None = None) -> WebhookResult:
+    """Keep the metadata of a request that failed a check (never its whole body) and answer it."""
+    prefix = body[:REFUSED_PREFIX_BYTES].decode("utf-8", "replace").replace("\x00", "\ufffd")
+    RefusedWebhookRequest.objects.create(
+        partner=partner, partner_slug=_clean(slug, 60), failed_check=check, detail=_clean(detail, 200), size=size,
+        source_address=source_address or None,
+        body_prefix=prefix.encode("utf-8")[:REFUSED_PREFIX_BYTES].decode("utf-8", "ignore"),
+    )
+    if check == Check.TOO_LARGE:
+        return WebhookResult(413, {"error": f"The body is larger than {max_body_bytes()} bytes."}, None)
+    return WebhookResult(401, dict(UNVERIFIED), None)
 
 
 def _parse(body: bytes) -> tuple[dict | None, dict]:
@@ -133,26 +209,31 @@ def _parse(body: bytes) -> tuple[dict | None, dict]:
     return serializer.validated_data, {}
 
 
-def partner_event_receive(*, slug: str, headers: Mapping[str, str], body: bytes, now: float | None = None) -> WebhookResult:
-    """Store, verify, validate and apply one webhook request. Never raises for bad input: the
-    answer (status code and JSON) says what was wrong, and the WebhookEvent records it.
+def partner_event_receive(*, slug: str, headers: Mapping[str, str], body: bytes, source_address: str | None = None,
+                          now: float | None = None) -> WebhookResult:
+    """Verify, store, validate and apply one webhook request whose body the view has read (at
+    most ``WEBHOOK_MAX_BODY_BYTES``). Never raises for bad input: the answer (status code and
+    JSON) says what was wrong, and a row records it.
 
-    An applied event costs two commits: the WebhookEvent's INSERT (committed on its own, so that
-    nothing received is lost whatever happens next), then one transaction that locks the line,
-    claims the event id, records the change and the event's outcome."""
+    A verified, applied event costs two commits: the WebhookEvent's INSERT (committed on its own,
+    so that nothing verified is lost whatever happens next), then one transaction that locks the
+    line, claims the event id, records the change and the event's outcome."""
     headers = {str(k).lower(): str(v) for k, v in headers.items()}
-    partner = Partner.objects.only("id", "name", "webhook_secret").filter(slug=slug).first()
+    if len(body) > max_body_bytes():
+        return partner_event_refuse(slug=slug, check=Check.TOO_LARGE, detail="body over the size limit",
+                                    size=len(body), source_address=source_address)
+    partner = (Partner.objects.only("id", "name", "webhook_secret", "webhook_secret_next").filter(slug=slug).first()
+               if len(slug) <= 60 else None)
+    check, why = _verification_problem(partner, headers, body, time.time() if now is None else now)
+    if check:
+        return partner_event_refuse(slug=slug, check=check, detail=why, size=len(body), source_address=source_address,
+                                    body=body, partner=partner)
     event = WebhookEvent.objects.create(
         partner=partner,
         partner_slug=_clean(slug, 60),
         headers=_stored_headers(headers),
-        body=_clean(body.decode("utf-8", "replace"), MAX_STORED_BODY),
+        body=_clean(body.decode("utf-8", "replace"), max_body_bytes()),
     )
-    if partner is None:
-        return _finish(event, Outcome.INVALID, 404, {"error": f"No partner {slug!r}."})
-    problem = _signature_problem(partner, headers, body, time.time() if now is None else now)
-    if problem:
-        return _finish(event, Outcome.UNAUTHORIZED, 401, {"error": problem})
     data, error = _parse(body)
     if data is None:
         return _finish(event, Outcome.INVALID, 400, error)
@@ -209,3 +290,10 @@ def _apply(event: WebhookEvent, partner: Partner, line: OrderLine, data: dict) -
         # Our dispatch has not recorded the line as sent yet: ask the partner to retry.
         return _finish(event, Outcome.IGNORED, 409, {**body, "error": "The line is not sent yet; retry later."})
     return _finish(event, Outcome.IGNORED, 200, body)
+
+
+def refused_webhook_requests_purge(*, now: datetime.datetime | None = None) -> int:
+    """Delete the metadata of refused requests older than ``WEBHOOK_REFUSED_RETENTION_DAYS``."""
+    cutoff = (now or timezone.now()) - datetime.timedelta(days=settings.WEBHOOK_REFUSED_RETENTION_DAYS)
+    deleted, _ = RefusedWebhookRequest.objects.filter(received_at__lt=cutoff).delete()
+    return deleted

@@ -1,4 +1,6 @@
+import base64
 import datetime
+import hashlib
 from decimal import Decimal
 
 import factory
@@ -15,7 +17,7 @@ class PartnerFactory(factory.django.DjangoModelFactory):
     slug = factory.Sequence(lambda n: f"partner-{n}")
     api_base_url = factory.LazyAttribute(lambda p: f"http://partner.test/{p.slug}")
     api_key = "key-for-tests"
-    webhook_secret = factory.Sequence(lambda n: f"whsec-test-{n}")
+    webhook_secret = factory.Sequence(lambda n: "whsec_" + base64.b64encode(hashlib.sha256(f"test-{n}".encode()).digest()).decode())
 
     @factory.post_generation
     def states(self, create, extracted, **kwargs):

@@ -13,6 +13,7 @@ PROD_ENV = {
     "DATABASE_URL": "sqlite:////tmp/fizy-deploy-check.sqlite3",
     "STRIPE_SECRET_KEY": "sk_live_placeholder_for_the_check",
     "STRIPE_WEBHOOK_SECRET": "whsec_placeholder_for_the_check",
+    "FIELD_ENCRYPTION_KEYS": "w8Jm9tQ1FzSbKQ3m0q3lqV0xYcKxJ6bL2D2m3nYqk2Y=",
 }
 
 
@@ -31,6 +32,21 @@ def test_debug_off_without_secret_key_refuses_to_start(tmp_path):
     result = _manage("check", env={"DEBUG": "false", "SECRET_KEY": ""})
     assert result.returncode != 0
     assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_debug_off_without_an_encryption_key_refuses_to_start():
+    result = _manage("check", env={**PROD_ENV, "FIELD_ENCRYPTION_KEYS": ""})
+    assert result.returncode != 0 and "FIELD_ENCRYPTION_KEYS is empty" in result.stderr
+    dev_key = _manage("check", env={**PROD_ENV, "FIELD_ENCRYPTION_KEYS": "lSsVEraUNGEYjZVa1f9U3f12fdx5KgzjoxDhvDbBdHI="})
+    assert dev_key.returncode != 0 and "development key" in dev_key.stderr
+    not_a_key = _manage("check", env={**PROD_ENV, "FIELD_ENCRYPTION_KEYS": "hunter2"})
+    assert not_a_key.returncode != 0 and "not a Fernet key" in not_a_key.stderr
+
+
+def test_the_demo_gets_a_development_key_without_configuration():
+    result = _manage("shell", "-c", "from django.conf import settings; print(len(settings.FIELD_ENCRYPTION_KEYS))",
+                     env={"DEBUG": "true"})
+    assert result.returncode == 0 and result.stdout.strip().splitlines()[-1] == "1", result.stderr
 
 
 def test_check_deploy_is_clean_under_production_settings():

@@ -6,7 +6,7 @@ import responses as responses_lib
 from django.test import Client
 from django.utils import timezone
 
-from fulfillment.webhooks import webhook_headers
+from fulfillment.webhooks import legacy_webhook_headers, webhook_headers
 
 FIZY = "http://fizy.test"
 
@@ -62,10 +62,22 @@ def event_body(line, status, *, event_id=None, **fields) -> dict:
     return body
 
 
-def post_event(client, partner, body, *, timestamp=None, secret=None, raw: bytes | None = None, signature=None):
+def post_event(client, partner, body, *, timestamp=None, secret=None, raw: bytes | None = None, signature=None,
+               legacy=False, slug=None, **extra):
+    """POST ``body`` (or ``raw`` bytes) signed as ``partner`` would: Standard Webhooks, or the
+    X-Fizy-* scheme with ``legacy=True``. ``signature`` replaces the signature header's value."""
     data = raw if raw is not None else json.dumps(body).encode()
-    headers = webhook_headers(secret=secret or partner.webhook_secret, body=data, timestamp=timestamp)
-    if signature is not None:
-        headers["X-Fizy-Signature"] = signature
+    if legacy:
+        headers = legacy_webhook_headers(secret=secret or partner.webhook_secret, body=data, timestamp=timestamp)
+        if signature is not None:
+            headers["X-Fizy-Signature"] = signature
+    else:
+        # Standard Webhooks signs text: a body that is not UTF-8 can only be signed as its decoded
+        # (replaced) text, which is what a sender would have done, and is never verified.
+        text = data.decode("utf-8", "replace").encode()
+        headers = webhook_headers(secret=secret or partner.webhook_secret, body=text, timestamp=timestamp)
+        if signature is not None:
+            headers["webhook-signature"] = signature
     headers.pop("Content-Type")
-    return client.post(f"/api/partners/{partner.slug}/events", data=data, content_type="application/json", headers=headers)
+    return client.post(f"/api/partners/{slug or partner.slug}/events", data=data, content_type="application/json",
+                       headers=headers, **extra)

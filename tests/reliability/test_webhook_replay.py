@@ -1,11 +1,14 @@
 """Scenario 4: partner webhooks replayed, reordered, re-sent with the same id and a different
-body, and signed at the edges of the rules. Never a 500; every request is stored as a
-WebhookEvent; an event id is applied at most once; and the line ends at the furthest status of
-the happy path it was told about, whatever the delivery order.
+body, and signed at the edges of the rules (Standard Webhooks, and the older X-Fizy-* scheme
+during its transition window). Never a 500; every verified request is stored as a WebhookEvent,
+every refused one as metadata (RefusedWebhookRequest); an event id is applied at most once; and
+the line ends at the furthest status of the happy path it was told about, whatever the delivery
+order.
 
 (The 1,000 random bodies of fulfillment/tests/test_webhooks.py cover malformed input; this file
 is about well-formed events delivered the way real networks deliver them.)"""
 
+import datetime
 import itertools
 import json
 import time
@@ -13,21 +16,23 @@ import time
 import pytest
 from django.test import Client
 from django.utils import timezone
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as settings_
 from hypothesis import strategies as st
 
 from fizy.tests.concurrency import run_threads
 from fulfillment import webhooks
-from fulfillment.models import LineEvent, OrderLine, WebhookEvent
+from fizy.lib import webhook_signing
+from fulfillment.models import LineEvent, OrderLine, RefusedWebhookRequest, WebhookEvent
 from fulfillment.tests.factories import order_with_lines
-from fulfillment.webhooks import webhook_signature
+from fulfillment.webhooks import webhook_headers, webhook_signature
 
 S = OrderLine.Status
 W = WebhookEvent.Outcome
 HAPPY = ["accepted", "compounding", "shipped", "delivered"]
 RANK = {"sent": 0, **{status: i + 1 for i, status in enumerate(HAPPY)}}
 _unique = itertools.count()
-FUZZ = settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+FUZZ = settings_(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 
 
 def fresh_sent_line():
@@ -45,15 +50,22 @@ def body_for(line, status, event_id):
     return json.dumps(body).encode()
 
 
-def deliver(client, partner, raw, *, timestamp=None, signature=None):
-    ts = str(int(time.time()) if timestamp is None else timestamp)
-    headers = {"X-Fizy-Timestamp": ts,
-               "X-Fizy-Signature": signature if signature is not None else
-               webhook_signature(secret=partner.webhook_secret, timestamp=ts.strip(), body=raw)}
+def deliver(client, partner, raw, *, headers=None):
+    """POST ``raw`` signed the Standard Webhooks way with the partner's secret (or with ``headers``)."""
+    if headers is None:
+        headers = {k: v for k, v in webhook_headers(secret=partner.webhook_secret, body=raw).items() if k != "Content-Type"}
     response = client.post(f"/api/partners/{partner.slug}/events", data=raw, content_type="application/json",
                            headers=headers)
     assert response.status_code != 500
     return response
+
+
+def legacy_deliver(client, partner, raw, *, timestamp, signature):
+    return deliver(client, partner, raw, headers={"X-Fizy-Timestamp": timestamp, "X-Fizy-Signature": signature})
+
+
+def received():
+    return WebhookEvent.objects.count() + RefusedWebhookRequest.objects.count()
 
 
 def stored_for(line):
@@ -173,13 +185,14 @@ def signature_forms(secret, other_secret, ts, raw):
 
 
 @pytest.mark.django_db
-def test_signature_and_timestamp_edges_are_judged_by_the_protocol(client, monkeypatch):
+def test_legacy_signature_and_timestamp_edges_are_judged_by_the_protocol(client, monkeypatch, settings):
+    settings.WEBHOOK_LEGACY_SIGNATURES_UNTIL = datetime.date(2100, 1, 1)  # the transition window is open
     monkeypatch.setattr(webhooks, "time", FrozenClock)
     line = fresh_sent_line()
     partner = line.partner_order.partner
     seen = set()
 
-    @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @settings_(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     @given(offset=st.one_of(st.integers(-400, 400), st.sampled_from([-301, -300, 300, 301, 0])),
            ts_form=st.sampled_from(sorted(TIMESTAMP_FORMS)),
            sig_form=st.sampled_from(sorted(signature_forms("s", "o", "1", b"").keys())))
@@ -191,19 +204,19 @@ def test_signature_and_timestamp_edges_are_judged_by_the_protocol(client, monkey
         if ts_form == "plain" and sig_form == "over another timestamp" and offset == -1:
             sig_ok = True  # it is this very timestamp
         events_before = LineEvent.objects.count()
-        stored_before = WebhookEvent.objects.count()
+        received_before = received()
 
-        response = deliver(client, partner, raw, timestamp=ts, signature=signature)
+        response = legacy_deliver(client, partner, raw, timestamp=ts, signature=signature)
 
         should_pass = ts_ok and sig_ok and abs(offset) <= 300
         assert response.status_code == (200 if should_pass else 401), (ts, signature, response.content)
-        assert WebhookEvent.objects.count() == stored_before + 1
-        stored = WebhookEvent.objects.order_by("-id").first()
+        assert received() == received_before + 1
         if not should_pass:
-            assert stored.outcome == W.UNAUTHORIZED and response.json()["error"]
+            refused = RefusedWebhookRequest.objects.order_by("-id").first()
+            assert refused.failed_check == RefusedWebhookRequest.Check.SIGNATURE and response.json()["error"]
             assert LineEvent.objects.count() == events_before
         else:
-            assert stored.outcome in (W.APPLIED, W.IGNORED)
+            assert WebhookEvent.objects.order_by("-id").first().outcome in (W.APPLIED, W.IGNORED)
         seen.add(response.status_code)
 
     check()
@@ -211,6 +224,52 @@ def test_signature_and_timestamp_edges_are_judged_by_the_protocol(client, monkey
     line.refresh_from_db()
     assert line.status == S.ACCEPTED
     assert not WebhookEvent.objects.filter(outcome=W.RECEIVED).exists()
+
+
+def standard_forms(secret, other, raw, ts):
+    """Ways a Standard Webhooks request can be signed: (headers, whether the protocol accepts them)."""
+    good = webhook_signing.sign_headers(secrets_=[secret], body=raw, msg_id="msg_1", timestamp=ts)
+    sig = good["webhook-signature"]
+    other_sig = webhook_signing.sign_headers(secrets_=[other], body=raw, msg_id="msg_1", timestamp=ts)["webhook-signature"]
+    return {
+        "good": (good, True),
+        "good after another partner's": ({**good, "webhook-signature": f"{other_sig} {sig}"}, True),
+        "good before a v2": ({**good, "webhook-signature": f"{sig} v2,abcd"}, True),
+        "other partner's secret": ({**good, "webhook-signature": other_sig}, False),
+        "another message id": ({**good, "webhook-id": "msg_2"}, False),
+        "another timestamp": ({**good, "webhook-timestamp": str(ts + 1)}, False),
+        "over the body plus a newline": (webhook_signing.sign_headers(secrets_=[secret], body=raw + b"\n", msg_id="msg_1", timestamp=ts), False),
+        "truncated": ({**good, "webhook-signature": sig[:-4]}, False),
+        "without v1,": ({**good, "webhook-signature": sig.removeprefix("v1,")}, False),
+        "no id": ({k: v for k, v in good.items() if k != "webhook-id"}, False),
+        "no timestamp": ({k: v for k, v in good.items() if k != "webhook-timestamp"}, False),
+        "empty signature": ({**good, "webhook-signature": ""}, False),
+        "non-ascii": ({**good, "webhook-signature": "v1," + "é" * 44}, False),
+    }
+
+
+@pytest.mark.django_db
+def test_standard_webhooks_edges_are_judged_by_the_protocol(client):
+    line = fresh_sent_line()
+    partner = line.partner_order.partner
+    other = webhook_signing.generate_secret()
+    seen = set()
+
+    @settings_(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(offset=st.sampled_from([-3600, -400, -200, 0, 200, 400, 3600]),
+           form=st.sampled_from(sorted(standard_forms("whsec_" + "A" * 32, other, b"", 0))))
+    def check(offset, form):
+        raw = body_for(line, "accepted", f"std-{next(_unique)}")
+        headers, ok = standard_forms(partner.webhook_secret, other, raw, int(time.time()) + offset)[form]
+        received_before = received()
+        response = deliver(client, partner, raw, headers=headers)
+        should_pass = ok and abs(offset) <= 200  # the library's tolerance is 5 minutes either way
+        assert response.status_code == (200 if should_pass else 401), (form, offset, response.content)
+        assert received() == received_before + 1
+        seen.add(response.status_code)
+
+    check()
+    assert seen == {200, 401}
 
 
 @pytest.mark.postgres

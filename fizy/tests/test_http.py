@@ -1,0 +1,42 @@
+import io
+
+import pytest
+from django.test import RequestFactory
+
+from fizy.lib.http import BodyTooLarge, read_body_at_most
+
+
+class CountingStream(io.BytesIO):
+    def __init__(self, data):
+        super().__init__(data)
+        self.bytes_read = 0
+
+    def read(self, size=-1):
+        chunk = super().read(size)
+        self.bytes_read += len(chunk)
+        return chunk
+
+
+def test_a_declared_length_over_the_limit_is_refused_before_reading():
+    request = RequestFactory().post("/x", data=b"a" * 100, content_type="application/json")
+    request.META["CONTENT_LENGTH"] = "1000000"
+    stream = CountingStream(b"a" * 100)
+    request._stream = stream
+    with pytest.raises(BodyTooLarge) as refused:
+        read_body_at_most(request, 64)
+    assert refused.value.size == 1_000_000 and stream.bytes_read == 0
+
+
+def test_a_body_longer_than_declared_is_read_only_up_to_the_limit_plus_one():
+    request = RequestFactory().post("/x", data=b"", content_type="application/json")
+    request.META["CONTENT_LENGTH"] = "10"  # a lie: 100 KB follow
+    stream = CountingStream(b"a" * 100_000)
+    request._stream = stream
+    with pytest.raises(BodyTooLarge):
+        read_body_at_most(request, 64)
+    assert stream.bytes_read == 65
+
+
+def test_a_body_within_the_limit_is_returned():
+    request = RequestFactory().post("/x", data=b'{"a": 1}', content_type="application/json")
+    assert read_body_at_most(request, 64) == b'{"a": 1}'
