@@ -59,6 +59,11 @@ class Order(models.Model):
     def number(self) -> str:
         return f"FZ-{self.pk:06d}" if self.pk else "FZ-new"
 
+    @property
+    def net_charged(self) -> Decimal:
+        """What the clinic's card paid for this order: captured + charged separately − refunded."""
+        return self.amount_captured + self.amount_charged_later - self.amount_refunded
+
 
 class PartnerOrder(models.Model):
     """The lines of one order that go to one partner pharmacy, sent in one API call."""

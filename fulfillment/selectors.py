@@ -5,6 +5,8 @@ from datetime import timedelta
 from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.utils import timezone
 
+from fizy.lib.money import ZERO
+
 from .models import LineEvent, Order, OrderLine, PaymentEvent
 from .status import NEEDS_ATTENTION, NEVER_CHARGED, TERMINAL
 
@@ -160,3 +162,41 @@ def attention_lines(*, clinic, days: int = ATTENTION_DAYS) -> list[OrderLine]:
         .order_by("-status_changed_at", "-id")
     )
     return _decorate(lines)
+
+
+# --- money the clinic sees -----------------------------------------------------------------------
+
+
+def order_money(*, order: Order, lines) -> dict:
+    """What the order cost the clinic so far: authorized, captured, charged on its own, refunded,
+    the fee, and net; with a subtotal per patient (from ``lines``, already loaded)."""
+    patients: dict[int, dict] = {}
+    for line in lines:
+        row = patients.setdefault(line.patient_id, {"patient": line.patient, "lines": 0, "price": ZERO, "net": ZERO})
+        row["lines"] += 1
+        row["price"] += line.price
+        row["net"] += line.net_charged
+    return {
+        "authorized": order.amount_authorized, "captured": order.amount_captured,
+        "charged_later": order.amount_charged_later, "refunded": order.amount_refunded, "fee": order.fee,
+        "net": order.amount_captured + order.amount_charged_later - order.amount_refunded,
+        "by_patient": sorted(patients.values(), key=lambda r: (r["patient"].last_name, r["patient"].first_name)),
+    }
+
+
+def receipt_lines(*, order: Order) -> list[OrderLine]:
+    """Every line of the order for its receipt, by patient. One query."""
+    return list(order.lines.select_related("patient", "partner_order__partner")
+                .order_by("patient__last_name", "patient__first_name", "id"))
+
+
+def clinic_payments(*, clinic, limit: int = 200):
+    """Every payment action on the clinic's card, newest first: authorizations, captures, follow-up
+    charges, refunds, releases, failures."""
+    return PaymentEvent.objects.filter(clinic=clinic).select_related("order", "line").order_by("-at", "-id")[:limit]
+
+
+def lines_awaiting_charge(*, clinic) -> list[OrderLine]:
+    """Accepted lines whose follow-up charge the bank declined: the clinic must fix its card."""
+    return list(OrderLine.objects.filter(order__clinic=clinic, charge_failed_at__isnull=False, amount_charged=0)
+                .select_related("order", "patient").order_by("charge_failed_at"))

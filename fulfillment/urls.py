@@ -9,6 +9,9 @@ urlpatterns = [
     path("orders/attention", views.attention, name="attention"),
     path("orders/<int:pk>", views.order, name="order"),
     path("orders/<int:pk>/lines/<int:line_pk>", views.line, name="line"),
+    path("orders/<int:pk>/receipt", views.receipt, name="receipt"),
+    path("orders/<int:pk>/lines/<int:line_pk>/charge", views.charge_again, name="charge-again"),
+    path("clinic/billing/payments", views.payments, name="payments"),
     path("api/partners/<slug:slug>/events", apis.PartnerEventsApi.as_view(), name="partner-events"),
     path("sandbox/partners/<slug:slug>/orders", apis.SandboxPartnerOrdersApi.as_view(), name="sandbox-orders"),
 ]

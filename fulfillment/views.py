@@ -4,14 +4,20 @@ Every view goes through ``clinic_required`` and looks ids up inside ``request.cl
 clinic's order or line is a 404.
 """
 
+from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
 
+from clinics.models import Membership
 from clinics.tenancy import clinic_required
+from fizy.lib.payments import PaymentError
+from fizy.lib.spreadsheet import csv_download
 
 from . import selectors
 from .models import OrderLine
+from .settlement import PaymentServiceError, line_retry_charge
 
 POLL_SECONDS = 5
 
@@ -25,18 +31,18 @@ def orders(request):
 
 @clinic_required
 def order(request, pk: int):
-    found = selectors.order_for_clinic(clinic=request.clinic, pk=pk)
-    if found is None:
-        raise Http404("No such order in this clinic.")
+    found = _order_or_404(request, pk)
     status = request.GET.get("status", "")
     if status not in OrderLine.Status.values:
         status = ""
     search = request.GET.get("q", "").strip()[:100]
     counts = selectors.order_status_counts(order=found)
+    lines = selectors.order_lines(order=found, status=status, search=search)
     context = {
         "nav": "orders",
         "order": found,
-        "lines": selectors.order_lines(order=found, status=status, search=search),
+        "lines": lines,
+        "money": selectors.order_money(order=found, lines=lines),
         "status": status,
         "q": search,
         "statuses": OrderLine.Status.choices,
@@ -66,3 +72,70 @@ def attention(request):
         "days": selectors.ATTENTION_DAYS,
     }
     return render(request, "fulfillment/attention.html", context)
+
+
+def _order_or_404(request, pk: int):
+    found = selectors.order_for_clinic(clinic=request.clinic, pk=pk)
+    if found is None:
+        raise Http404("No such order in this clinic.")
+    return found
+
+
+RECEIPT_HEADER = ["Patient", "Chart ID", "Product", "Quantity", "Pharmacy", "Unit price", "Shipping share",
+                  "Fee share", "Charged", "Refunded", "Status"]
+
+
+@clinic_required
+@require_GET
+def receipt(request, pk: int):
+    """The order's receipt: a printable page (print stylesheet), or ``?format=csv``."""
+    found = _order_or_404(request, pk)
+    lines = selectors.receipt_lines(order=found)
+    if request.GET.get("format") == "csv":
+        return csv_download(
+            filename=f"fizy-receipt-{found.number}.csv", header=RECEIPT_HEADER,
+            rows=([line.patient.full_name, line.patient.chart_id, line.product_name, line.quantity,
+                   line.partner_order.partner.name, line.unit_price, line.shipping_share, line.fee_share,
+                   line.amount_charged, line.amount_refunded, line.get_status_display()] for line in lines),
+        )
+    return render(request, "fulfillment/receipt.html", {
+        "nav": "orders", "order": found, "lines": lines, "money": selectors.order_money(order=found, lines=lines),
+        "clinic": request.clinic,
+    })
+
+
+@clinic_required
+@require_GET
+def payments(request):
+    """Every payment on the clinic's card (the Billing page loads it), and lines whose charge the
+    bank declined."""
+    context = {
+        "nav": "billing", "events": selectors.clinic_payments(clinic=request.clinic),
+        "awaiting": selectors.lines_awaiting_charge(clinic=request.clinic),
+        "can_manage": request.membership.role == Membership.Role.CLINIC_ADMIN,
+    }
+    template = "fulfillment/payments.html#payment-history" if request.htmx else "fulfillment/payments.html"
+    return render(request, template, context)
+
+
+@clinic_required
+@require_POST
+def charge_again(request, pk: int, line_pk: int):
+    """A clinic admin, after fixing the card, asks to charge a declined line again."""
+    found = selectors.line_for_clinic(clinic=request.clinic, order_pk=pk, line_pk=line_pk)
+    if found is None:
+        raise Http404("No such line in this clinic.")
+    if request.membership.role != Membership.Role.CLINIC_ADMIN:
+        messages.error(request, "Only a clinic admin can charge the clinic's card again.")
+        return redirect("fulfillment:payments")
+    try:
+        event = line_retry_charge(line=found, actor=request.user)
+    except (PaymentError, PaymentServiceError) as exc:
+        messages.error(request, f"The charge could not be made: {exc}")
+        return redirect("fulfillment:payments")
+    found.refresh_from_db()
+    if found.amount_charged:
+        messages.success(request, f"Charged ${found.amount_charged:,} for {found.product_name} ({found.order.number}).")
+    else:
+        messages.error(request, (event.message if event else "") or "The card was declined again.")
+    return redirect("fulfillment:payments")

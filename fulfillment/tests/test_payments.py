@@ -65,17 +65,20 @@ def gateway(monkeypatch):
     return gw
 
 
-def make_order(clinic, lines, *, authorize=True) -> Order:
-    """An order of ``lines`` = [(status, landed cost), ...] at one partner, authorized for the total."""
-    total = sum((Decimal(cost) for _, cost in lines), Decimal("0.00"))
-    order = Order.objects.create(clinic=clinic, placed_at=timezone.now(), total=total)
+def make_order(clinic, lines, *, authorize=True, fee=None) -> Order:
+    """An order of ``lines`` = [(status, landed cost), ...] at one partner, authorized for the total
+    (with ``fee`` = each line's share of a platform fee, when given)."""
+    fees = [Decimal(f) for f in fee] if fee else [Decimal("0.00")] * len(lines)
+    total = sum((Decimal(cost) for _, cost in lines), Decimal("0.00")) + sum(fees, Decimal("0.00"))
+    order = Order.objects.create(clinic=clinic, placed_at=timezone.now(), total=total, fee=sum(fees, Decimal("0.00")))
     po = PartnerOrder.objects.create(order=order, partner=PartnerFactory())
-    for status, cost in lines:
+    for (status, cost), share in zip(lines, fees, strict=True):
         product = ProductFactory()
         OrderLine.objects.create(
             order=order, partner_order=po, patient=PatientFactory(organization=clinic.organization),
             product=product, product_name=product.name, partner_sku="PSKU-1", quantity=1,
             sig="Inject 0.25 mg weekly.", unit_price=Decimal(cost), landed_cost=Decimal(cost), status=status,
+            fee_share=share,
         )
     if authorize:
         authorization = SandboxGateway().authorize(

@@ -33,6 +33,8 @@ ID_BEARING = {
     "carts:patient-fix": {"pk": "patient"},
     "fulfillment:order": {"pk": "order"},
     "fulfillment:line": {"pk": "order", "line_pk": "order_line"},
+    "fulfillment:receipt": {"pk": "order"},
+    "fulfillment:charge-again": {"pk": "order", "line_pk": "order_line"},
 }
 # Coordinator URLs without an id in the path: they act on the user's own clinic only (the ids
 # they take in the query or the form — patient, product, clinic — are clinic A's in this sweep).
@@ -40,7 +42,7 @@ OWN_CLINIC = {
     "home", "switch-clinic", "billing", "billing-setup", "billing-card",
     "carts:cart", "carts:patient-results", "carts:product-results", "carts:add-panel", "carts:patient-new",
     "carts:line-add", "carts:validate", "carts:checkout", "carts:refills", "carts:import", "carts:import-confirm",
-    "carts:import-sample", "fulfillment:orders", "fulfillment:attention",
+    "carts:import-sample", "fulfillment:orders", "fulfillment:attention", "fulfillment:payments",
 }
 # Anyone may reach these.
 PUBLIC = {"login", "logout", "favicon"}
