@@ -15,9 +15,17 @@ class ClinicInline(admin.TabularInline):
 
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
-    list_display = ["name", "clinic_count", "created_at"]
+    list_display = ["name", "clinic_count", "platform_fee_percent", "platform_fee_fixed", "created_at"]
     search_fields = ["name"]
     inlines = [ClinicInline]
+    fieldsets = [
+        (None, {"fields": ["name"]}),
+        ("Fizy platform fee", {
+            "fields": ["platform_fee_percent", "platform_fee_fixed"],
+            "description": "Disclosed to the clinic as its own line on the cart, the review, every order and "
+                           "receipt; charged with the accepted lines only. Drug prices stay pass-through.",
+        }),
+    ]
 
     @admin.display(description="clinics")
     def clinic_count(self, obj):

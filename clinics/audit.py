@@ -19,6 +19,7 @@ class Action(StrEnum):
     CART_REMOVE = "cart.remove"
     ORDER_PLACE = "order.place"
     LINE_STATUS = "order_line.status_changed"
+    LINE_CANCEL_REQUESTED = "order_line.cancel_requested"
     PARTNER_ORDER_SENT = "partner_order.sent"
     PARTNER_ORDER_DISPATCH_FAILED = "partner_order.dispatch_failed"
     PARTNER_ORDER_RETRY = "partner_order.retry_dispatch"

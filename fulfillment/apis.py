@@ -6,7 +6,7 @@ from rest_framework.views import APIView
 from fizy.lib.http import BodyTooLarge, client_address, read_body_at_most
 
 from .models import RefusedWebhookRequest
-from .sandbox import sandbox_receive_order
+from .sandbox import sandbox_cancel_line, sandbox_receive_order
 from .webhooks import max_body_bytes, partner_event_receive, partner_event_refuse
 
 
@@ -39,4 +39,16 @@ class SandboxPartnerOrdersApi(APIView):
 
     def post(self, request, slug: str):
         status_code, data = sandbox_receive_order(slug=slug, headers=request.headers, body=request.body)
+        return Response(data, status=status_code)
+
+
+class SandboxPartnerCancelLineApi(APIView):
+    """``POST /sandbox/partners/<slug>/orders/<reference>/lines/<line_id>/cancel`` (demo)."""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+    parser_classes: list = []
+
+    def post(self, request, slug: str, reference: str, line_id: int):
+        status_code, data = sandbox_cancel_line(slug=slug, reference=reference, line_id=line_id, headers=request.headers)
         return Response(data, status=status_code)

@@ -166,6 +166,7 @@ class LineEvent(models.Model):
         WEBHOOK = "webhook", "Partner webhook"
         STAFF = "staff", "Staff"
         SYSTEM = "system", "System"
+        CLINIC = "clinic", "Clinic"
 
     line = models.ForeignKey(OrderLine, on_delete=models.CASCADE, related_name="events")
     from_status = models.CharField(max_length=20)

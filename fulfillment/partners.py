@@ -193,3 +193,28 @@ class PartnerClient:
             if isinstance(line_id, int) and status in ("accepted", "rejected", "received"):
                 answers.append(PartnerLineAnswer(line_id=line_id, status=status, reason=str(item.get("reason") or "")))
         return PartnerOrderAnswer(reference=reference.strip()[:100], lines=answers)
+
+    def cancel_line(self, *, reference: str, line_id: int, idempotency_key: str, reason: str) -> str:
+        """Ask the partner to cancel one line before it ships: ``POST {api}/orders/{reference}/
+        lines/{line_id}/cancel``. Returns "cancelled" (done: 200) or "requested" (the partner will
+        confirm with a ``cancelled`` webhook: 202). Raises PartnerRejected when it cannot be
+        cancelled any more (409: compounded or shipped), PartnerUnavailable when the partner
+        cannot be reached."""
+        name = self.partner.name
+        url = f"{self.partner.api_base_url.rstrip('/')}/orders/{reference}/lines/{line_id}/cancel"
+        headers = {
+            "Authorization": f"Bearer {self.partner.api_key}", "Idempotency-Key": idempotency_key,
+            "User-Agent": USER_AGENT, "Accept": "application/json",
+        }
+        try:
+            response = self.session.post(url, json={"reason": reason}, headers=headers, timeout=_timeouts())
+        except requests.RequestException as exc:
+            raise PartnerUnavailable(f"Could not reach {name} to cancel the line ({exc.__class__.__name__}).") from None
+        if response.status_code >= 500 or response.status_code == 429:
+            raise PartnerUnavailable(f"{name} answered {response.status_code}.", status_code=response.status_code)
+        if response.status_code >= 400:
+            raise PartnerRejected(
+                f"{name} cannot cancel the line: {_error_text(response) or response.reason}",
+                status_code=response.status_code,
+            )
+        return "requested" if response.status_code == 202 else "cancelled"

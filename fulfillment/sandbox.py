@@ -135,6 +135,34 @@ def _schedule_steps(sandbox_order_id: int) -> None:
         )
 
 
+SHIP_STEP = 2  # the step at which a line ships (see sandbox_line_events)
+
+
+def sandbox_cancel_line(*, slug: str, reference: str, line_id: int, headers) -> tuple[int, dict]:
+    """``POST /sandbox/partners/<slug>/orders/<reference>/lines/<line_id>/cancel``: the sandbox
+    cancels a line it has not shipped (or rejected) yet, at once (200)."""
+    partner = Partner.objects.filter(slug=slug).first() if sandbox_enabled() else None
+    if partner is None:
+        return 404, {"error": "No such sandbox partner."}
+    given = headers.get("Authorization", "")
+    if not partner.api_key or not hmac.compare_digest(given.encode(), f"Bearer {partner.api_key}".encode()):
+        return 401, {"error": "Invalid API key."}
+    with transaction.atomic():
+        order = SandboxPartnerOrder.objects.select_for_update().filter(partner=partner, reference=reference).first()
+        if order is None or line_id not in {line["line_id"] for line in order.payload.get("lines", [])}:
+            return 404, {"error": f"No line {line_id} in order {reference}."}
+        cancelled = set(order.payload.get("cancelled_line_ids", []))
+        if line_id not in cancelled:
+            plan = sandbox_line_events(line_id=line_id, reference=order.reference)
+            if plan[0] and plan[0]["status"] == LS.REJECTED and order.steps_played > 0:
+                return 409, {"error": "The line was already rejected."}
+            if order.steps_played > SHIP_STEP:
+                return 409, {"error": "The line has already shipped; it can no longer be cancelled."}
+            order.payload = {**order.payload, "cancelled_line_ids": sorted(cancelled | {line_id})}
+            order.save(update_fields=["payload"])
+    return 200, {"line_id": line_id, "status": "cancelled"}
+
+
 # --- the progression ---------------------------------------------------------------------------
 
 
@@ -150,7 +178,10 @@ def sandbox_line_events(*, line_id: int, reference: str) -> list[dict | None]:
 
 def _events(order: SandboxPartnerOrder, step: int) -> list[dict]:
     events = []
+    cancelled = set(order.payload.get("cancelled_line_ids", []))
     for line in order.payload.get("lines", []):
+        if line["line_id"] in cancelled:
+            continue
         plan = sandbox_line_events(line_id=line["line_id"], reference=order.reference)
         event = plan[step] if step < len(plan) else None
         if event is not None:

@@ -17,6 +17,7 @@ from fizy.lib.spreadsheet import csv_download
 
 from . import selectors
 from .models import OrderLine
+from .cancellation import CANCELLABLE, CancellationError, line_request_cancellation
 from .settlement import PaymentServiceError, line_retry_charge
 
 POLL_SECONDS = 5
@@ -43,6 +44,7 @@ def order(request, pk: int):
         "order": found,
         "lines": lines,
         "money": selectors.order_money(order=found, lines=lines),
+        "cancellable": CANCELLABLE,
         "status": status,
         "q": search,
         "statuses": OrderLine.Status.choices,
@@ -139,3 +141,24 @@ def charge_again(request, pk: int, line_pk: int):
     else:
         messages.error(request, (event.message if event else "") or "The card was declined again.")
     return redirect("fulfillment:payments")
+
+
+@clinic_required
+@require_POST
+def line_cancel(request, pk: int, line_pk: int):
+    """A coordinator cancels a line before it ships (the pharmacy confirms; a charge is refunded)."""
+    found = selectors.line_for_clinic(clinic=request.clinic, order_pk=pk, line_pk=line_pk)
+    if found is None:
+        raise Http404("No such line in this clinic.")
+    try:
+        outcome = line_request_cancellation(line=found, actor=request.user, reason=request.POST.get("reason", ""))
+    except CancellationError as exc:
+        messages.error(request, str(exc))
+    else:
+        if outcome == "cancelled":
+            messages.success(request, f"{found.product_name} for {found.patient.full_name} is cancelled; "
+                                      "if it was charged, the charge is refunded.")
+        else:
+            messages.success(request, f"{found.partner_order.partner.name} was asked to cancel {found.product_name}; "
+                                      "the line changes when the pharmacy confirms.")
+    return redirect("fulfillment:order", pk=pk)

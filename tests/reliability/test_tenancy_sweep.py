@@ -35,6 +35,7 @@ ID_BEARING = {
     "fulfillment:line": {"pk": "order", "line_pk": "order_line"},
     "fulfillment:receipt": {"pk": "order"},
     "fulfillment:charge-again": {"pk": "order", "line_pk": "order_line"},
+    "fulfillment:line-cancel": {"pk": "order", "line_pk": "order_line"},
 }
 # Coordinator URLs without an id in the path: they act on the user's own clinic only (the ids
 # they take in the query or the form — patient, product, clinic — are clinic A's in this sweep).
@@ -50,6 +51,7 @@ PUBLIC = {"login", "logout", "favicon"}
 SIGNED_APIS = {
     "fulfillment:partner-events": {"slug": "partner_slug"},
     "fulfillment:sandbox-orders": {"slug": "partner_slug"},
+    "fulfillment:sandbox-cancel-line": {"slug": "partner_slug", "reference": "partner_reference", "line_id": "order_line"},
     "stripe-events": {},
 }
 # Regex patterns cannot be filled generically: each is listed with what is requested instead.
@@ -106,7 +108,8 @@ def world(clinic_a, alice, bob, clinic_b):
         patient=PatientFactory(organization=clinic_b.organization), product=product, prescriber=None, quantity=1)])
     ids = {
         "cart_line": cart_line.pk, "patient": patient.pk, "order": order.pk, "order_line": order_line.pk,
-        "partner_slug": partner.slug, "clinic": clinic_a.pk, "alice": alice.pk, "product": product.pk, "prescriber": prescriber.pk,
+        "partner_slug": partner.slug, "partner_reference": order_line.partner_order.partner_reference or "REF",
+        "clinic": clinic_a.pk, "alice": alice.pk, "product": product.pk, "prescriber": prescriber.pk,
     }
     # For admin URLs: one of clinic A's objects of each registered model, where it has one.
     a_objects = {
