@@ -126,6 +126,9 @@ class Offering(models.Model):
     unit_price = MoneyField()
     shipping_fee = MoneyField(default=Decimal("0.00"))
     stock_quantity = models.PositiveIntegerField(default=0)
+    stock_reported_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the partner last reported its stock (a signed stock event)."
+    )
     active = models.BooleanField(default=True)
 
     class Meta:

@@ -83,14 +83,22 @@ def _order_problem(data) -> str:
     return ""
 
 
-def sandbox_receive_order(*, slug: str, headers, body: bytes) -> tuple[int, dict]:
-    """Take one order POST as the sandbox partner ``slug`` would. Returns (status code, JSON)."""
+def _authenticated_partner(slug: str, headers) -> tuple[Partner | None, tuple[int, dict] | None]:
+    """The sandbox partner ``slug`` if the request carries its Bearer API key, else the refusal."""
     partner = Partner.objects.filter(slug=slug).first() if sandbox_enabled() else None
     if partner is None:
-        return 404, {"error": "No such sandbox partner."}
+        return None, (404, {"error": "No such sandbox partner."})
     given = headers.get("Authorization", "")
     if not partner.api_key or not hmac.compare_digest(given.encode(), f"Bearer {partner.api_key}".encode()):
-        return 401, {"error": "Invalid API key."}
+        return None, (401, {"error": "Invalid API key."})
+    return partner, None
+
+
+def sandbox_receive_order(*, slug: str, headers, body: bytes) -> tuple[int, dict]:
+    """Take one order POST as the sandbox partner ``slug`` would. Returns (status code, JSON)."""
+    partner, refusal = _authenticated_partner(slug, headers)
+    if refusal:
+        return refusal
     key = headers.get("Idempotency-Key", "").strip()
     if not key or len(key) > 100:
         return 400, {"error": "An Idempotency-Key header is required."}
@@ -141,12 +149,9 @@ SHIP_STEP = 2  # the step at which a line ships (see sandbox_line_events)
 def sandbox_cancel_line(*, slug: str, reference: str, line_id: int, headers) -> tuple[int, dict]:
     """``POST /sandbox/partners/<slug>/orders/<reference>/lines/<line_id>/cancel``: the sandbox
     cancels a line it has not shipped (or rejected) yet, at once (200)."""
-    partner = Partner.objects.filter(slug=slug).first() if sandbox_enabled() else None
-    if partner is None:
-        return 404, {"error": "No such sandbox partner."}
-    given = headers.get("Authorization", "")
-    if not partner.api_key or not hmac.compare_digest(given.encode(), f"Bearer {partner.api_key}".encode()):
-        return 401, {"error": "Invalid API key."}
+    partner, refusal = _authenticated_partner(slug, headers)
+    if refusal:
+        return refusal
     with transaction.atomic():
         order = SandboxPartnerOrder.objects.select_for_update().filter(partner=partner, reference=reference).first()
         if order is None or line_id not in {line["line_id"] for line in order.payload.get("lines", [])}:

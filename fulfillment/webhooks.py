@@ -32,7 +32,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework import serializers
 
-from catalog.models import Partner
+from catalog.models import Offering, Partner
 from fizy.lib import webhook_signing
 
 from .models import LineEvent, OrderLine, RefusedWebhookRequest, WebhookEvent
@@ -121,6 +121,20 @@ class PartnerEventSerializer(serializers.Serializer):
         return attrs
 
 
+class StockEventSerializer(serializers.Serializer):
+    """``{"type": "stock", "partner_sku": …, "quantity_on_hand": …}``: what the partner has of one
+    of its products now (docs/partner-api.md)."""
+
+    event_id = serializers.CharField(max_length=100)
+    occurred_at = serializers.DateTimeField()
+    type = serializers.ChoiceField(choices=["stock"])
+    partner_sku = serializers.CharField(max_length=60)
+    quantity_on_hand = serializers.IntegerField(min_value=0, max_value=10_000_000)
+
+
+EVENT_SERIALIZERS = {"stock": StockEventSerializer}
+
+
 @dataclass
 class WebhookResult:
     status_code: int
@@ -199,7 +213,10 @@ def _parse(body: bytes) -> tuple[dict | None, dict]:
         return None, {"error": f"The body is not valid JSON: {exc.__class__.__name__}."}
     if not isinstance(data, dict):
         return None, {"error": "The body must be a JSON object."}
-    serializer = PartnerEventSerializer(data=data)
+    kind = data.get("type", "line.status")
+    if kind != "line.status" and kind not in EVENT_SERIALIZERS:
+        return None, {"error": f"Unknown event type {str(kind)[:40]!r}: 'line.status' (the default) or 'stock'."}
+    serializer = EVENT_SERIALIZERS.get(kind, PartnerEventSerializer)(data=data)
     try:
         valid = serializer.is_valid()
     except (ValueError, TypeError, OverflowError) as exc:
@@ -238,6 +255,8 @@ def partner_event_receive(*, slug: str, headers: Mapping[str, str], body: bytes,
     if data is None:
         return _finish(event, Outcome.INVALID, 400, error)
     event.event_id = data["event_id"]
+    if data.get("type") == "stock":
+        return _apply_stock(event, partner, data)
     try:
         with transaction.atomic():
             # The line is read once, with its lock (only its own row: not the partner order's,
@@ -290,6 +309,31 @@ def _apply(event: WebhookEvent, partner: Partner, line: OrderLine, data: dict) -
         # Our dispatch has not recorded the line as sent yet: ask the partner to retry.
         return _finish(event, Outcome.IGNORED, 409, {**body, "error": "The line is not sent yet; retry later."})
     return _finish(event, Outcome.IGNORED, 200, body)
+
+
+def _apply_stock(event: WebhookEvent, partner: Partner, data: dict) -> WebhookResult:
+    """A partner reports what it has on hand of one product: the offering's stock becomes that,
+    unless a later report was applied already (reports can arrive out of order)."""
+    try:
+        with transaction.atomic():
+            offering = Offering.objects.select_for_update().filter(partner=partner, partner_sku=data["partner_sku"]).first()
+            if offering is None:
+                return _finish(event, Outcome.INVALID, 404,
+                               {"error": f"{partner.name} has no product with SKU {data['partner_sku']!r} on Fizy."})
+            event.outcome, event.error, event.processed_at = Outcome.APPLIED, "", timezone.now()
+            event.save(update_fields=["outcome", "error", "processed_at", "event_id"])
+            if offering.stock_reported_at and offering.stock_reported_at >= data["occurred_at"]:
+                return WebhookResult(status_code=200, event=event, data={
+                    "status": "applied", "event_id": event.event_id, "stock": offering.stock_quantity,
+                    "detail": "A later stock report was applied already; this one changes nothing."})
+            offering.stock_quantity = data["quantity_on_hand"]
+            offering.stock_reported_at = data["occurred_at"]
+            offering.save(update_fields=["stock_quantity", "stock_reported_at"])
+    except IntegrityError:
+        duplicate = {"status": "duplicate", "event_id": event.event_id, "detail": "Already applied; acknowledged."}
+        return _finish(event, Outcome.DUPLICATE, 200, duplicate)
+    return WebhookResult(status_code=200, event=event,
+                         data={"status": "applied", "event_id": event.event_id, "stock": offering.stock_quantity})
 
 
 def refused_webhook_requests_purge(*, now: datetime.datetime | None = None) -> int:
