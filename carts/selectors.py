@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from itertools import groupby
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from catalog.models import Product
-from clinics.models import Clinic, Patient, Prescriber
+from clinics.models import Clinic, Patient, Prescriber, PrescriberLicense
 from fulfillment.selectors import latest_lines_by_patient_product
 from routing.engine import CartTotals, cart_totals, route_lines
 
@@ -44,10 +44,32 @@ class CartReview:
     totals: CartTotals
     cart_problems: list[Problem]
     price: CartPrice  # drugs, the platform fee and the total the payment authorizes
+    flagged: list["Flagged"]  # the lines with open problems, in cart order (the summary's list)
 
     @property
     def can_checkout(self) -> bool:
         return bool(self.lines) and not has_blocking_errors(self.problems)
+
+
+@dataclass(frozen=True)
+class Flagged:
+    """A line the summary lists: its open problems' titles, and where on the page to fix them
+    (the patient's header when only patient details are wrong)."""
+
+    line: CartLine
+    titles: list[str]
+    severity: str
+    anchor: str
+
+
+def _flagged(line) -> Flagged | None:
+    open_problems = [p for p in line.problems if p.is_open]
+    if not open_problems:
+        return None
+    only_patient = all(p.field == "patient" for p in open_problems)
+    return Flagged(line=line, titles=[p.title for p in open_problems],
+                   severity="error" if any(p.is_error for p in open_problems) else "warning",
+                   anchor=f"patient-head-{line.patient_id}" if only_patient else f"line-{line.pk}")
 
 
 def cart_review(*, cart: Cart) -> CartReview:
@@ -62,12 +84,15 @@ def cart_review(*, cart: Cart) -> CartReview:
         # A defaultdict: the row asks for every field's problems, and a missing key would cost the
         # template engine an exception per lookup.
         line.problems_by_field = defaultdict(list, problems_by_field(line.problems))
+        line.has_errors = any(p.is_error for p in line.problems)
+        line.flagged = any(p.is_open for p in line.problems)
     return CartReview(
         cart=cart, lines=lines, groups=group_by_patient(lines), problems=problems,
         counts={"lines": len(lines), "patients": len({line.patient_id for line in lines}),
                 "units": sum(line.quantity for line in lines)},
         problem_counts=count_problems(problems), totals=cart_totals(decisions),
         cart_problems=by_line.get(None, []) if lines else [], price=cart_price(clinic=cart.clinic, decisions=decisions),
+        flagged=[f for f in map(_flagged, lines) if f is not None],
     )
 
 
@@ -101,8 +126,15 @@ def group_by_patient(lines) -> list[tuple[Patient, list[CartLine]]]:
     return groups
 
 
-def prescribers_for(*, clinic: Clinic) -> QuerySet[Prescriber]:
-    return Prescriber.objects.filter(organization_id=clinic.organization_id, active=True).order_by("last_name", "first_name")
+def prescribers_for(*, clinic: Clinic, state: str = "") -> QuerySet[Prescriber]:
+    """The organization's active prescribers; with ``state``, each has ``licensed_here`` (an
+    active license in that state) and those licensed come first."""
+    prescribers = Prescriber.objects.filter(organization_id=clinic.organization_id, active=True)
+    if not state:
+        return prescribers.order_by("last_name", "first_name")
+    licensed = PrescriberLicense.objects.filter(prescriber=OuterRef("pk"), state=state,
+                                                expires_on__gte=timezone.localdate())
+    return prescribers.annotate(licensed_here=Exists(licensed)).order_by("-licensed_here", "last_name", "first_name")
 
 
 def product_search(*, query: str, limit: int = PRODUCT_SEARCH_LIMIT) -> QuerySet[Product]:

@@ -2,6 +2,7 @@
 coordinators are serialised per cart, never per line), writes an audit row in the same
 transaction and bumps the cart's version."""
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 from django.db import IntegrityError, transaction
@@ -12,8 +13,10 @@ from clinics.audit import Action, audit_record, audit_record_many
 from clinics.models import Clinic, Patient, Prescriber
 
 from .models import ACTIVE_CART_STATUSES, Cart, CartLine
+from .validation import validate_cart
 
-# Fields a coordinator may change on a line; prescription text is never copied into the audit.
+# Fields a coordinator may change on a line (the line form's fields too); prescription text is
+# never copied into the audit.
 EDITABLE_FIELDS = ["prescriber", "quantity", "sig", "days_supply", "refills", "clinical_difference", "notes"]
 
 
@@ -201,15 +204,44 @@ def cart_acknowledge_warning(*, line: CartLine, code: str, actor) -> CartLine:
     """Record that a coordinator has seen a warning (e.g. duplicate therapy) and orders anyway."""
     with transaction.atomic():
         cart = _lock_open_cart(line.cart.clinic)
-        line = CartLine.objects.select_for_update().select_related("patient").get(pk=line.pk, cart=cart)
-        if code not in line.acknowledged_warnings:
-            line.acknowledged_warnings = [*line.acknowledged_warnings, code]
-            line.updated_by = actor
-            line.save(update_fields=["acknowledged_warnings", "updated_by", "updated_at"])
-            _bump(cart)
-            audit_record(action=Action.CART_ACKNOWLEDGE, actor=actor, clinic=cart.clinic, patient=line.patient, obj=line,
-                         detail={"cart": cart.pk, "warning": code})
+        line = CartLine.objects.select_related("patient").filter(pk=line.pk, cart=cart).first()
+        if line is None:
+            raise CartError("That line is no longer in the cart.")
+        _acknowledge(cart, {line: [code]}, actor)
     return line
+
+
+def cart_acknowledge_warnings(*, clinic: Clinic, actor) -> int:
+    """Acknowledge every warning of the cart nobody has acknowledged yet, at once (the cart
+    summary's one button). Returns how many were acknowledged."""
+    with transaction.atomic():
+        cart = _lock_open_cart(clinic)
+        cart.clinic = clinic
+        lines = {line.pk: line for line in cart.lines.select_related("patient", "product", "prescriber")}
+        wanted: dict[CartLine, list[str]] = defaultdict(list)
+        for problem in validate_cart(cart, lines=list(lines.values())):
+            if problem.is_warning and not problem.acknowledged:
+                wanted[lines[problem.line_id]].append(problem.code)
+        return _acknowledge(cart, wanted, actor)
+
+
+def _acknowledge(cart: Cart, wanted: dict[CartLine, list[str]], actor) -> int:
+    """Inside the cart's lock: add the warning codes to each line's acknowledged ones, audited."""
+    changed, entries = [], []
+    for line, codes in wanted.items():
+        new = [code for code in dict.fromkeys(codes) if code not in line.acknowledged_warnings]
+        if not new:
+            continue
+        line.acknowledged_warnings = [*line.acknowledged_warnings, *new]
+        line.updated_by = actor
+        changed.append(line)
+        entries += [dict(action=Action.CART_ACKNOWLEDGE, actor=actor, clinic=cart.clinic, patient=line.patient, obj=line,
+                         detail={"cart": cart.pk, "warning": code}) for code in new]
+    if changed:
+        CartLine.objects.bulk_update(changed, ["acknowledged_warnings", "updated_by", "updated_at"])
+        _bump(cart)
+        audit_record_many(entries)
+    return len(entries)
 
 
 def cart_remove_line(*, line: CartLine, actor) -> None:

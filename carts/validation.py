@@ -20,10 +20,21 @@ Limits used (documented in docs/routing.md as well):
   "see notes", "n/a", "same as before"…) and filler words are set aside;
 - clinical difference statement: at least 20 characters when the product requires one.
 
+Fixes: each problem carries the fixes it can be given in one action (``Problem.fixes``, each a
+:class:`Fix`): another prescriber of the organization licensed (and, for controlled products,
+DEA-registered) in the patient's state; the SIG, days supply or clinical difference of the
+patient's last order of the product; a quantity that fits the limit or the stock (naming the
+pharmacy that can ship it); the missing patient field to type in; acknowledging a warning;
+removing the line. They are computed from the same facts, in the same queries.
+
 Queries: a fixed number whatever the cart size — the lines with patient, product and prescriber;
-the prescribers' licenses; their DEA registrations; routing (offerings, partner licenses, rules),
-unless the caller passes the decisions it already has; the patients' latest received order lines.
-Everything else is checked in memory.
+the licenses, in the patients' states, of the lines' prescribers and of the organization's active
+prescribers (with the prescriber); their DEA registrations; routing (offerings, partner licenses,
+rules), unless the caller passes the decisions it already has; the patients' latest received
+order lines. Everything else is checked in memory.
+
+``validate_drafts`` runs the same checks on lines that are not in the cart yet (the add-line form,
+the CSV import's preview), so that what the cart would flag is said before a line is added.
 """
 
 from __future__ import annotations
@@ -35,11 +46,14 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 
+from django.db.models import Q
 from django.utils import timezone
 
-from clinics.models import DEARegistration, Patient, PrescriberLicense
+from clinics.models import DEARegistration, Patient, Prescriber, PrescriberLicense, date_of_birth_problem
 from fulfillment.selectors import latest_lines_by_patient_product
 from routing.engine import RoutingDecision, route_lines
+
+from .models import Cart, CartLine
 
 ERROR = "error"
 WARNING = "warning"
@@ -47,6 +61,7 @@ WARNING = "warning"
 # Problem codes (stable; shared with templates, tests and the API).
 CART_EMPTY = "cart_empty"
 PATIENT_DOB_MISSING = "patient_dob_missing"
+PATIENT_DOB_INVALID = "patient_dob_invalid"
 ADDRESS_INCOMPLETE = "address_incomplete"
 PRODUCT_INACTIVE = "product_inactive"
 PRESCRIBER_MISSING = "prescriber_missing"
@@ -64,6 +79,30 @@ CLINICAL_DIFFERENCE_REQUIRED = "clinical_difference_required"
 NO_ELIGIBLE_PARTNER = "no_eligible_partner"
 OUT_OF_STOCK = "out_of_stock"
 DUPLICATE_THERAPY = "duplicate_therapy"
+
+# What the cart summary lists for each flagged line, next to the patient and product.
+TITLES = {
+    CART_EMPTY: "the cart is empty",
+    PATIENT_DOB_MISSING: "date of birth missing",
+    PATIENT_DOB_INVALID: "date of birth not valid",
+    ADDRESS_INCOMPLETE: "shipping address incomplete",
+    PRODUCT_INACTIVE: "product no longer offered",
+    PRESCRIBER_MISSING: "no prescriber",
+    PRESCRIBER_INACTIVE: "prescriber inactive",
+    PRESCRIBER_NOT_LICENSED_IN_STATE: "prescriber not licensed in the patient's state",
+    PRESCRIBER_LICENSE_EXPIRED: "prescriber's license expired",
+    DEA_REGISTRATION_REQUIRED: "prescriber needs a DEA registration",
+    QUANTITY_INVALID: "quantity missing",
+    QUANTITY_OVER_MAX: "quantity over the limit",
+    SIG_MISSING: "directions missing",
+    SIG_TOO_VAGUE: "directions too vague",
+    DAYS_SUPPLY_INVALID: "days supply missing or not valid",
+    REFILLS_INVALID: "too many refills",
+    CLINICAL_DIFFERENCE_REQUIRED: "clinical difference statement needed",
+    NO_ELIGIBLE_PARTNER: "no pharmacy can fill it",
+    OUT_OF_STOCK: "not enough in stock",
+    DUPLICATE_THERAPY: "refill too soon (warning)",
+}
 
 MIN_DAYS_SUPPLY = 1
 MAX_DAYS_SUPPLY = 365
@@ -88,6 +127,35 @@ SIG_FILLER_WORDS = frozenset(
 )
 
 
+# What a fix does (``Fix.action``).
+SET_LINE_FIELD = "set"  # set a line field to ``value``; with ``value=""`` the coordinator types it
+SET_PATIENT_FIELD = "patient"  # the coordinator types the patient's ``field``
+ACKNOWLEDGE = "acknowledge"  # order anyway (a warning)
+REMOVE_LINE = "remove"
+
+# Codes a line cannot be added without (the add-line form and the CSV import alike): what only
+# the line itself can say. Every other problem is shown before adding and fixed in the cart.
+BLOCKS_ADDING = frozenset({"prescriber_missing", "quantity_invalid", "sig_missing", "days_supply_invalid"})
+MAX_PRESCRIBER_FIXES = 3
+
+
+@dataclass(frozen=True)
+class Fix:
+    """One action that resolves a problem: ``label`` says what it does, in the coordinator's words."""
+
+    action: str
+    label: str
+    field: str = ""
+    value: str = ""
+
+    @property
+    def needs_input(self) -> bool:
+        return self.action == SET_PATIENT_FIELD or (self.action == SET_LINE_FIELD and self.value == "")
+
+
+REMOVE = Fix(REMOVE_LINE, "Remove line")
+
+
 @dataclass(frozen=True)
 class Problem:
     line_id: int | None
@@ -96,10 +164,20 @@ class Problem:
     message: str
     severity: str  # ERROR or WARNING
     acknowledged: bool = False
+    fixes: tuple[Fix, ...] = ()
 
     @property
     def is_error(self) -> bool:
         return self.severity == ERROR
+
+    @property
+    def title(self) -> str:
+        return TITLES.get(self.code, self.code)
+
+    @property
+    def is_open(self) -> bool:
+        """Still to be dealt with: an error, or a warning nobody acknowledged."""
+        return self.is_error or not self.acknowledged
 
     @property
     def is_warning(self) -> bool:
@@ -115,10 +193,45 @@ class _Facts:
     dea_registrations: dict[tuple[int, str], list[DEARegistration]]
     decisions: dict[int, RoutingDecision]
     latest: dict[tuple[int, int], object]  # (patient, product) → OrderLine with placed_at
+    # state → [(prescriber, active license)] of the organization's active prescribers, by name
+    licensed: dict[str, list[tuple[Prescriber, PrescriberLicense]]]
+
+    def prescribers_for(self, state: str, *, controlled: bool) -> list[tuple[Prescriber, PrescriberLicense]]:
+        """Active prescribers with an active license in ``state`` (and an active DEA registration
+        there for a controlled product)."""
+        return [
+            (prescriber, lic) for prescriber, lic in self.licensed.get(state, [])
+            if not controlled or any(reg.is_active(self.today) for reg in self.dea_registrations.get((prescriber.pk, state), []))
+        ]
 
 
-def _problem(line, field: str, code: str, message: str, severity: str = ERROR) -> Problem:
-    return Problem(line_id=line.pk, field=field, code=code, message=message, severity=severity)
+def _problem(line, field: str, code: str, message: str, severity: str = ERROR, fixes=()) -> Problem:
+    return Problem(line_id=line.pk, field=field, code=code, message=message, severity=severity, fixes=tuple(fixes))
+
+
+def _prescriber_fixes(line, facts: _Facts) -> list[Fix]:
+    state = line.patient.state
+    candidates = facts.prescribers_for(state, controlled=line.product.is_controlled)
+    return [
+        Fix(SET_LINE_FIELD, f"Use {prescriber} ({state} license to {lic.expires_on:%b %d, %Y})", "prescriber", str(prescriber.pk))
+        for prescriber, lic in candidates if prescriber.pk != line.prescriber_id
+    ][:MAX_PRESCRIBER_FIXES]
+
+
+def _last_order_fix(line, facts: _Facts, field: str, label: str) -> list[Fix]:
+    """The value of ``field`` on the patient's last order of this product, when it is usable."""
+    previous = facts.latest.get((line.patient_id, line.product_id))
+    value = getattr(previous, field, None) if previous is not None else None
+    if value in (None, "") or value == getattr(line, field):
+        return []
+    if field == "sig" and sig_vagueness(value):
+        return []
+    shown = str(value) if len(str(value)) <= 60 else str(value)[:57] + "…"
+    return [Fix(SET_LINE_FIELD, f"{label}: “{shown}”", field, str(value))]
+
+
+def _type_it(field: str, label: str) -> Fix:
+    return Fix(SET_LINE_FIELD, label, field, "")
 
 
 def _newest(credentials) -> object | None:
@@ -134,44 +247,54 @@ def _plural(count: int, word: str) -> str:
 
 def _check_patient(line, facts: _Facts) -> Iterator[Problem]:
     patient = line.patient
+    dob_fix = Fix(SET_PATIENT_FIELD, "Date of birth", "date_of_birth")
     if patient.date_of_birth is None:
         yield _problem(line, "patient", PATIENT_DOB_MISSING,
                        f"Add {patient.full_name}'s date of birth to the patient record; the pharmacy needs it to "
-                       "identify the patient.")
+                       "identify the patient.", fixes=[dob_fix])
+    else:
+        why = date_of_birth_problem(patient.date_of_birth, facts.today)
+        if why:
+            yield _problem(line, "patient", PATIENT_DOB_INVALID, f"{patient.full_name}: {why}", fixes=[dob_fix])
     missing = patient.missing_address_fields()
     if missing:
         labels = [str(Patient._meta.get_field(name).verbose_name) for name in missing]
         yield _problem(line, "patient", ADDRESS_INCOMPLETE,
                        f"{patient.full_name}'s shipping address is missing the {', '.join(labels)}. Complete the "
-                       "patient's address so the order can ship.")
+                       "patient's address so the order can ship.",
+                       fixes=[Fix(SET_PATIENT_FIELD, label.capitalize(), name) for name, label in zip(missing, labels)])
 
 
 def _check_product(line, facts: _Facts) -> Iterator[Problem]:
     if not line.product.active:
         yield _problem(line, "product", PRODUCT_INACTIVE,
-                       f"{line.product} is no longer offered. Remove this line or choose another product.")
+                       f"{line.product} is no longer offered. Remove this line or choose another product.",
+                       fixes=[REMOVE])
 
 
 def _check_prescriber(line, facts: _Facts) -> Iterator[Problem]:
     prescriber, product, state = line.prescriber, line.product, line.patient.state
     if prescriber is None:
-        yield _problem(line, "prescriber", PRESCRIBER_MISSING, "Choose the prescriber for this line.")
+        yield _problem(line, "prescriber", PRESCRIBER_MISSING, "Choose the prescriber for this line.",
+                       fixes=_prescriber_fixes(line, facts) if state else [])
         return
     if not prescriber.active:
         yield _problem(line, "prescriber", PRESCRIBER_INACTIVE,
-                       f"{prescriber} is marked inactive. Choose an active prescriber.")
+                       f"{prescriber} is marked inactive. Choose an active prescriber.",
+                       fixes=_prescriber_fixes(line, facts) if state else [])
     if not state:
         return  # address_incomplete already asks for the state; licenses are checked once it is known
     licenses = facts.licenses.get((prescriber.pk, state), [])
     if not licenses:
         yield _problem(line, "prescriber", PRESCRIBER_NOT_LICENSED_IN_STATE,
                        f"{prescriber} has no license in {state}, where {line.patient.full_name}'s order ships. "
-                       f"Choose a prescriber licensed in {state}, or add {prescriber.last_name}'s {state} license.")
+                       f"Choose a prescriber licensed in {state}.", fixes=_prescriber_fixes(line, facts))
     elif not any(lic.is_active(facts.today) for lic in licenses):
         newest = _newest(licenses)
         yield _problem(line, "prescriber", PRESCRIBER_LICENSE_EXPIRED,
                        f"{prescriber}'s {state} license {newest.number} expired on {newest.expires_on:%b %d, %Y}. "
-                       f"Update the license's new expiry date or choose another prescriber licensed in {state}.")
+                       f"Choose another prescriber licensed in {state} (a renewed license is recorded by Fizy "
+                       "operations).", fixes=_prescriber_fixes(line, facts))
     if product.is_controlled:
         registrations = facts.dea_registrations.get((prescriber.pk, state), [])
         if not any(reg.is_active(facts.today) for reg in registrations):
@@ -180,18 +303,21 @@ def _check_prescriber(line, facts: _Facts) -> Iterator[Problem]:
                    if newest else f"they have none in {state}")
             yield _problem(line, "prescriber", DEA_REGISTRATION_REQUIRED,
                            f"{product.name} is a {product.get_dea_schedule_display()} controlled substance: "
-                           f"{prescriber} needs an active DEA registration in {state}, and {why}. Add the "
-                           "registration or choose a prescriber who has one.")
+                           f"{prescriber} needs an active DEA registration in {state}, and {why}. Choose a "
+                           "prescriber who has one.", fixes=_prescriber_fixes(line, facts))
 
 
 def _check_quantity(line, facts: _Facts) -> Iterator[Problem]:
     product = line.product
     if line.quantity is None or line.quantity < 1:
-        yield _problem(line, "quantity", QUANTITY_INVALID, f"Enter a quantity of at least 1 {product.unit}.")
+        yield _problem(line, "quantity", QUANTITY_INVALID, f"Enter a quantity of at least 1 {product.unit}.",
+                       fixes=[_type_it("quantity", "Quantity")])
     elif line.quantity > product.max_quantity_per_line:
+        limit = product.max_quantity_per_line
         yield _problem(line, "quantity", QUANTITY_OVER_MAX,
-                       f"{line.quantity} is over the limit of {_plural(product.max_quantity_per_line, product.unit)} "
-                       f"of {product.name} per line. Reduce the quantity to {product.max_quantity_per_line} or fewer.")
+                       f"{line.quantity} is over the limit of {_plural(limit, product.unit)} "
+                       f"of {product.name} per line. Reduce the quantity to {limit} or fewer.",
+                       fixes=[Fix(SET_LINE_FIELD, f"Set quantity to {limit}", "quantity", str(limit))])
 
 
 def _normalize_sig(sig: str) -> str:
@@ -214,14 +340,15 @@ def sig_vagueness(sig: str) -> str | None:
 
 
 def _check_sig(line, facts: _Facts) -> Iterator[Problem]:
+    fixes = [*_last_order_fix(line, facts, "sig", "Last order's directions"), _type_it("sig", "Directions")]
     if not line.sig.strip():
-        yield _problem(line, "sig", SIG_MISSING, f"Add directions (SIG), {SIG_EXAMPLE}.")
+        yield _problem(line, "sig", SIG_MISSING, f"Add directions (SIG), {SIG_EXAMPLE}.", fixes=fixes)
         return
     why = sig_vagueness(line.sig)
     if why:
         yield _problem(line, "sig", SIG_TOO_VAGUE,
                        f"The directions are too vague for the pharmacy ({why}). Write the dose, route and "
-                       f"frequency, {SIG_EXAMPLE}.")
+                       f"frequency, {SIG_EXAMPLE}.", fixes=fixes)
 
 
 def _check_days_supply(line, facts: _Facts) -> Iterator[Problem]:
@@ -230,7 +357,9 @@ def _check_days_supply(line, facts: _Facts) -> Iterator[Problem]:
         told = "is missing" if days is None else f"of {days} is not valid"
         yield _problem(line, "days_supply", DAYS_SUPPLY_INVALID,
                        f"The days supply {told}. Enter how many days this fill lasts, from {MIN_DAYS_SUPPLY} "
-                       f"to {MAX_DAYS_SUPPLY}.")
+                       f"to {MAX_DAYS_SUPPLY}.",
+                       fixes=[*_last_order_fix(line, facts, "days_supply", "Last order's days supply"),
+                              _type_it("days_supply", "Days supply")])
 
 
 def _max_refills(product) -> int:
@@ -251,7 +380,8 @@ def _check_refills(line, facts: _Facts) -> Iterator[Problem]:
                     f"Set refills to {limit} or fewer.")
         else:
             rule = f"At most {limit} refills are allowed. Set refills to {limit} or fewer."
-        yield _problem(line, "refills", REFILLS_INVALID, f"{_plural(line.refills, 'refill')} requested. {rule}")
+        yield _problem(line, "refills", REFILLS_INVALID, f"{_plural(line.refills, 'refill')} requested. {rule}",
+                       fixes=[Fix(SET_LINE_FIELD, f"Set refills to {limit}", "refills", str(limit))])
 
 
 def _check_clinical_difference(line, facts: _Facts) -> Iterator[Problem]:
@@ -259,7 +389,9 @@ def _check_clinical_difference(line, facts: _Facts) -> Iterator[Problem]:
         yield _problem(line, "clinical_difference", CLINICAL_DIFFERENCE_REQUIRED,
                        f"{line.product.name} needs the prescriber's clinical difference statement: explain why "
                        f"{line.patient.full_name} needs the compounded form rather than the commercial product "
-                       f"(at least {CLINICAL_DIFFERENCE_MIN_LENGTH} characters).")
+                       f"(at least {CLINICAL_DIFFERENCE_MIN_LENGTH} characters).",
+                       fixes=[*_last_order_fix(line, facts, "clinical_difference", "Last order's statement"),
+                              _type_it("clinical_difference", "Clinical difference statement")])
 
 
 def _check_routing(line, facts: _Facts) -> Iterator[Problem]:
@@ -270,18 +402,21 @@ def _check_routing(line, facts: _Facts) -> Iterator[Problem]:
     if decision.available_stock is not None:
         available = decision.available_stock
         if available:
+            who = decision.stock_partner.name if decision.stock_partner else "a pharmacy"
             yield _problem(line, "quantity", OUT_OF_STOCK,
                            f"Only {_plural(available, product.unit)} of {product.name} are in stock at pharmacies "
-                           f"that ship to {state}. Reduce the quantity to {available} or fewer, or order the rest later.")
+                           f"that ship to {state}. Reduce the quantity to {available} or fewer, or order the rest later.",
+                           fixes=[Fix(SET_LINE_FIELD, f"Set quantity to {available} ({who} ships that to {state})",
+                                      "quantity", str(available)), REMOVE])
         else:
             yield _problem(line, "quantity", OUT_OF_STOCK,
                            f"{product.name} is out of stock at every pharmacy that ships to {state}. Remove this "
-                           "line or order it later.")
+                           "line or order it later.", fixes=[REMOVE])
         return
     why = "; ".join(decision.ineligible) or f"no partner pharmacy carries {product}"
     yield _problem(line, "product", NO_ELIGIBLE_PARTNER,
                    f"No partner pharmacy can fill this line: {why}. Choose another product, or ask Fizy "
-                   f"operations to add a pharmacy that ships {product.name} to {state}.")
+                   f"operations to add a pharmacy that ships {product.name} to {state}.", fixes=[REMOVE])
 
 
 # Pharmacies' "refill too soon" rule: reordering once three quarters of the supply is used is a
@@ -300,7 +435,7 @@ def _check_duplicate_therapy(line, facts: _Facts) -> Iterator[Problem]:
                        f"{line.patient.full_name} was sent {line.product.name} on {received_on:%b %d, %Y} for "
                        f"{previous.days_supply} days; {_plural(remaining, 'day')} of that supply remain. Remove "
                        "this line, or acknowledge the warning if the early refill is intended.",
-                       severity=WARNING)
+                       severity=WARNING, fixes=[Fix(ACKNOWLEDGE, "Order anyway"), REMOVE])
 
 
 CHECKS = (
@@ -317,24 +452,35 @@ CHECKS = (
 )
 
 
-def _fetch_facts(lines: list, *, cart, today: datetime.date, decisions) -> _Facts:
+def _fetch_facts(lines: list, *, clinic, today: datetime.date, decisions) -> _Facts:
     prescriber_ids = {line.prescriber_id for line in lines if line.prescriber_id}
+    states = {line.patient.state for line in lines if line.patient.state}
+    org_prescribers = Q(prescriber__organization_id=clinic.organization_id, prescriber__active=True)
     licenses, registrations = defaultdict(list), defaultdict(list)
-    if prescriber_ids:
-        for lic in PrescriberLicense.objects.filter(prescriber_id__in=prescriber_ids):
+    licensed: dict[str, list] = defaultdict(list)
+    if states:
+        # The lines' own prescribers and every candidate for a fix, in one query.
+        found = (PrescriberLicense.objects.filter(Q(prescriber_id__in=prescriber_ids) | org_prescribers, state__in=states)
+                 .select_related("prescriber").order_by("prescriber__last_name", "prescriber__first_name", "-expires_on"))
+        for lic in found:
             licenses[(lic.prescriber_id, lic.state)].append(lic)
-    controlled = {line.prescriber_id for line in lines if line.prescriber_id and line.product.is_controlled}
-    if controlled:
-        for reg in DEARegistration.objects.filter(prescriber_id__in=controlled):
-            registrations[(reg.prescriber_id, reg.state)].append(reg)
+            prescriber = lic.prescriber
+            if (prescriber.active and prescriber.organization_id == clinic.organization_id and lic.is_active(today)
+                    and all(p.pk != prescriber.pk for p, _ in licensed[lic.state])):
+                licensed[lic.state].append((prescriber, lic))
+        if any(line.product.is_controlled for line in lines):
+            for reg in DEARegistration.objects.filter(Q(prescriber_id__in=prescriber_ids) | org_prescribers,
+                                                      state__in=states):
+                registrations[(reg.prescriber_id, reg.state)].append(reg)
     if decisions is None:
-        decisions = route_lines(lines, clinic=cart.clinic, today=today)
+        decisions = route_lines(lines, clinic=clinic, today=today)
     return _Facts(
         today=today,
         licenses=licenses,
         dea_registrations=registrations,
         decisions=decisions,
         latest=latest_lines_by_patient_product(patient_ids={line.patient_id for line in lines}),
+        licensed=licensed,
     )
 
 
@@ -360,8 +506,41 @@ def validate_cart(
     lines = list(lines)
     if not lines:
         return [Problem(None, "cart", CART_EMPTY, "The cart is empty. Add a line for each patient to order for.", ERROR)]
-    facts = _fetch_facts(lines, cart=cart, today=today, decisions=decisions)
+    return _validate(lines, clinic=cart.clinic, today=today, decisions=decisions)
+
+
+def _validate(lines: list, *, clinic, today: datetime.date, decisions=None) -> list[Problem]:
+    facts = _fetch_facts(lines, clinic=clinic, today=today, decisions=decisions)
     return [_with_acknowledgement(problem, line) for line in lines for check in CHECKS for problem in check(line, facts)]
+
+
+def validate_drafts(drafts: list, *, clinic, today: datetime.date | None = None) -> list[list[Problem]]:
+    """The problems the cart would show for each of ``drafts`` (unsaved CartLine-like objects with
+    patient, product and prescriber set), in the same order, with the same checks and queries.
+    A draft for a patient and product already in the cart is checked with the merged quantity."""
+    if not drafts:
+        return []
+    keys = {(d.patient.pk, d.product.pk) for d in drafts}
+    in_cart = {
+        (line.patient_id, line.product_id): line.quantity
+        for line in CartLine.objects.filter(cart__clinic=clinic, cart__status=Cart.Status.OPEN,
+                                            patient_id__in={k[0] for k in keys}, product_id__in={k[1] for k in keys})
+    }
+    checked = [
+        # Negative ids: routing and the problems are keyed by line id, and drafts have none yet.
+        CartLine(pk=-(index + 1), patient=d.patient, product=d.product, prescriber=d.prescriber,
+                 quantity=d.quantity + in_cart.get((d.patient.pk, d.product.pk), 0) if d.quantity else d.quantity,
+                 sig=d.sig or "", days_supply=d.days_supply, refills=d.refills or 0,
+                 clinical_difference=d.clinical_difference or "")
+        for index, d in enumerate(drafts)
+    ]
+    by_line = problems_by_line(_validate(checked, clinic=clinic, today=today or timezone.localdate()))
+    return [[dataclasses.replace(p, line_id=None) for p in by_line.get(line.pk, [])] for line in checked]
+
+
+def blocks_adding(problems: Iterable[Problem]) -> list[Problem]:
+    """The problems a line cannot be added with (see ``BLOCKS_ADDING``)."""
+    return [p for p in problems if p.code in BLOCKS_ADDING]
 
 
 def problems_by_line(problems: Iterable[Problem]) -> dict[int | None, list[Problem]]:

@@ -12,7 +12,7 @@ from clinics.audit import Action
 from clinics.models import Patient
 from django_htmx.http import reswap, retarget
 
-from clinics.patients import PatientError, patient_create, patient_search, patient_update
+from clinics.patients import PATIENT_FIX_FIELDS, PatientError, patient_create, patient_search, patient_update
 from clinics.tenancy import clinic_required
 
 from . import selectors
@@ -21,14 +21,17 @@ from .imports import ImportFileError, parse_refill_csv, sample_csv
 from .models import CartLine
 from .checkout import CheckoutError, Quote, TotalChanged, cart_checkout
 from .services import (
+    EDITABLE_FIELDS,
     CartError,
     LineInput,
     cart_acknowledge_warning,
+    cart_acknowledge_warnings,
     cart_add_lines,
     cart_get_active,
     cart_remove_line,
     cart_update_line,
 )
+from .validation import blocks_adding, problems_by_field, validate_drafts
 
 TEMPLATE = "carts/cart.html"
 IMPORT_SESSION_KEY = "cart_import_csv"
@@ -45,14 +48,23 @@ def _owned_patient(request, patient_id) -> Patient | None:
     return get_object_or_404(Patient, pk=patient_id, organization_id=request.clinic.organization_id)
 
 
-def _add_panel_context(request, *, patient=None, product=None, form=None, data=None) -> dict:
+def _add_panel_context(request, *, patient=None, product=None, form=None, data=None, focus="") -> dict:
+    """The add-line panel. ``focus``: after a pick, the next field to type in (the panel is
+    swapped in with that field focused)."""
     initial = {}
     if patient is not None:
         prescriber = selectors.last_prescriber_for(patient=patient)
         initial["prescriber"] = prescriber.pk if prescriber else None
     if form is None:
-        form = CartLineForm(data=data, clinic=request.clinic, initial={"quantity": 1, "refills": 0, **initial})
-    return {"chosen_patient": patient, "chosen_product": product, "add_form": form}
+        form = CartLineForm(data=data, clinic=request.clinic, state=patient.state if patient else "",
+                            initial={"quantity": 1, "refills": 0, **initial})
+    if focus and patient and product:
+        focus = "quantity" if form["prescriber"].value() else "prescriber"
+    elif focus:
+        focus = "product" if patient else "patient"
+    if focus in form.fields:
+        form.fields[focus].widget.attrs["autofocus"] = True
+    return {"chosen_patient": patient, "chosen_product": product, "add_form": form, "focus": focus}
 
 
 @clinic_required
@@ -64,16 +76,14 @@ def cart(request):
 
 @clinic_required
 @require_GET
-def patient_results(request):
-    patients = patient_search(clinic=request.clinic, query=request.GET.get("q", ""))
-    return render(request, f"{TEMPLATE}#patient-results", {"patients": patients, "q": request.GET.get("q", "")})
-
-
-@clinic_required
-@require_GET
-def product_results(request):
-    products = selectors.product_search(query=request.GET.get("q", ""))
-    return render(request, f"{TEMPLATE}#product-results", {"products": products, "q": request.GET.get("q", "")})
+def picker_results(request, kind: str):
+    """Search-as-you-type results of the add-line panel's patient or product picker."""
+    query = request.GET.get("q", "")
+    if kind == "patient":
+        results = patient_search(clinic=request.clinic, query=query)
+    else:
+        results = selectors.product_search(query=query)
+    return render(request, "carts/_picker.html#results", {"kind": kind, "results": results, "q": query})
 
 
 @clinic_required
@@ -85,7 +95,8 @@ def add_panel(request):
     product_id = request.GET.get("choose_product") or request.GET.get("product")
     patient = None if "patient" in clear else _owned_patient(request, patient_id)
     product = None if "product" in clear or not product_id else get_object_or_404(Product, pk=product_id, active=True)
-    return render(request, f"{TEMPLATE}#add-line", _add_panel_context(request, patient=patient, product=product))
+    return render(request, f"{TEMPLATE}#add-line",
+                  _add_panel_context(request, patient=patient, product=product, focus="next"))
 
 
 @clinic_required
@@ -103,7 +114,7 @@ def patient_new(request):
                           {"patient_form": form, "show_patient_form": True, "patient_error": error})
         return reswap(retarget(response, "#new-patient"), "outerHTML")
     return render(request, f"{TEMPLATE}#after-new-patient", {
-        **_add_panel_context(request, patient=patient),
+        **_add_panel_context(request, patient=patient, focus="next"),
         "patient_form": PatientQuickForm(clinic=request.clinic),
         "flash": [f"Patient {patient.full_name} ({patient.chart_id}) created. Now choose a product."],
     })
@@ -112,29 +123,38 @@ def patient_new(request):
 @clinic_required
 @require_POST
 def line_add(request):
+    """Add a line from the panel. The line is checked by the cart's own validation first: what
+    it cannot be added without (``BLOCKS_ADDING``, the same rule as the CSV import) is shown on
+    the form; anything else is added and shown, with its fixes, on the cart."""
     patient = _owned_patient(request, request.POST.get("patient"))
     product_id = request.POST.get("product")
     product = get_object_or_404(Product, pk=product_id, active=True) if product_id else None
-    form = CartLineForm(request.POST, clinic=request.clinic)
+    form = CartLineForm(request.POST, clinic=request.clinic, state=patient.state if patient else "")
     problems = []
     if patient is None:
         problems.append("Choose a patient first: search by name, chart ID or date of birth.")
     if product is None:
         problems.append("Choose a product: search by name or SKU.")
+
+    def again(**extra):
+        context = _add_panel_context(request, patient=patient, product=product, form=form)
+        return render(request, f"{TEMPLATE}#add-line", {**context, "add_problems": problems, **extra})
+
     if problems or not form.is_valid():
-        context = _add_panel_context(request, patient=patient, product=product, form=form)
-        return render(request, f"{TEMPLATE}#add-line", {**context, "add_problems": problems})
+        return again()
+    item = LineInput(patient=patient, product=product, **form.changes())
+    blocking = blocks_adding(validate_drafts([item], clinic=request.clinic)[0])
+    if blocking:
+        return again(draft_problems=problems_by_field(blocking))
     try:
-        result = cart_add_lines(
-            clinic=request.clinic, actor=request.user,
-            items=[LineInput(patient=patient, product=product, **form.changes())],
-        )
+        result = cart_add_lines(clinic=request.clinic, actor=request.user, items=[item])
     except CartError as exc:
-        context = _add_panel_context(request, patient=patient, product=product, form=form)
-        return render(request, f"{TEMPLATE}#add-line", {**context, "add_problems": [str(exc)]})
+        problems.append(str(exc))
+        return again()
     # Keep the patient chosen: the next line is often another product for the same patient.
     return render(request, f"{TEMPLATE}#after-add", {
-        **_cart_context(request), **_add_panel_context(request, patient=patient), "flash": result.messages(),
+        **_cart_context(request), **_add_panel_context(request, patient=patient, focus="next"),
+        "flash": result.messages(),
     })
 
 
@@ -145,31 +165,66 @@ def _owned_line(request, pk) -> CartLine:
     )
 
 
+def _patient_changed(request, patient_id: int, *, flash=(), flash_error=()):
+    """After a change to one patient's lines or details: their rows and header (a ``<tbody>``),
+    the summary and the messages. The whole cart is reviewed (shipping shares, totals and the
+    list of flagged lines depend on it); only that patient's part of the table is sent."""
+    context = _cart_context(request, flash=list(flash), flash_error=list(flash_error))
+    if not context["review"].lines:
+        return reswap(retarget(render(request, f"{TEMPLATE}#lines-refresh", context), "#cart-lines"), "outerHTML")
+    group = next(((p, lines) for p, lines in context["review"].groups if p.pk == patient_id), None)
+    return render(request, f"{TEMPLATE}#patient-changed", {**context, "group": group, "group_patient_id": patient_id})
+
+
+def _line_form(request, line, data=None) -> CartLineForm:
+    return CartLineForm(data, instance=line, clinic=request.clinic, state=line.patient.state,
+                        auto_id=f"line-{line.pk}-%s")  # ids unique per edited row; names as the service's fields
+
+
 @clinic_required
 @require_GET
 def line_row(request, pk):
     line = _owned_line(request, pk)
-    if request.GET.get("edit"):
-        form = CartLineForm(instance=line, clinic=request.clinic)
-        return render(request, f"{TEMPLATE}#line-edit", {"line": line, "form": form})
     review = selectors.cart_review(cart=line.cart)
-    return render(request, f"{TEMPLATE}#line-row", {"line": next(l for l in review.lines if l.pk == line.pk)})
+    reviewed = next(l for l in review.lines if l.pk == line.pk)
+    if request.GET.get("edit"):
+        # The line's problems stay beside their fields while it is edited.
+        return render(request, f"{TEMPLATE}#line-edit", {"line": reviewed, "form": _line_form(request, line)})
+    return render(request, f"{TEMPLATE}#line-row", {"line": reviewed})
+
+
+def _save_line(request, line, data):
+    """Validate ``data`` with the line's form and save it; the patient's rows come back, or the
+    edit row with what to correct."""
+    form = _line_form(request, CartLine.objects.get(pk=line.pk), data)  # validation mutates the instance
+    if form.is_valid():
+        try:
+            cart_update_line(line=line, actor=request.user, **form.changes())
+        except CartError as exc:
+            return _patient_changed(request, line.patient_id, flash_error=[str(exc)])
+        return _patient_changed(request, line.patient_id)
+    review = selectors.cart_review(cart=line.cart)
+    reviewed = next(l for l in review.lines if l.pk == line.pk)
+    response = render(request, f"{TEMPLATE}#line-edit", {"line": reviewed, "form": form})
+    return reswap(retarget(response, f"#line-{line.pk}"), "outerHTML")
 
 
 @clinic_required
 @require_POST
 def line_save(request, pk):
+    return _save_line(request, _owned_line(request, pk), request.POST)
+
+
+@clinic_required
+@require_POST
+def line_fix(request, pk):
+    """Apply one of a problem's fixes that sets a line field (``field``, ``value``), through the
+    same form and service as an edit."""
     line = _owned_line(request, pk)
-    form = CartLineForm(request.POST, instance=CartLine.objects.get(pk=line.pk), clinic=request.clinic)
-    if not form.is_valid():
-        return render(request, f"{TEMPLATE}#line-edit", {"line": line, "form": form})
-    try:
-        line = cart_update_line(line=line, actor=request.user, **form.changes())
-    except CartError as exc:
-        return render(request, f"{TEMPLATE}#line-edit", {"line": line, "form": form, "line_problem": str(exc)})
-    context = _cart_context(request)
-    line = next(l for l in context["review"].lines if l.pk == line.pk)
-    return render(request, f"{TEMPLATE}#line-saved", {**context, "line": line})
+    field, value = request.POST.get("field", ""), request.POST.get("value", "")
+    if field not in EDITABLE_FIELDS:
+        return _patient_changed(request, line.patient_id, flash_error=["That fix cannot be applied to a line."])
+    return _save_line(request, line, CartLineForm.data_of(line, **{field: value}))
 
 
 @clinic_required
@@ -179,11 +234,9 @@ def line_remove(request, pk):
     try:
         cart_remove_line(line=line, actor=request.user)
     except CartError as exc:
-        return render(request, f"{TEMPLATE}#cart-messages", {"flash_error": [str(exc)]})
-    return render(request, f"{TEMPLATE}#after-remove", {
-        **_cart_context(request), "removed": line,
-        "flash": [f"Removed {line.product.name} for {line.patient.full_name}."],
-    })
+        return _patient_changed(request, line.patient_id, flash_error=[str(exc)])
+    return _patient_changed(request, line.patient_id,
+                            flash=[f"Removed {line.product.name} for {line.patient.full_name}."])
 
 
 @clinic_required
@@ -194,10 +247,20 @@ def line_acknowledge(request, pk):
     try:
         cart_acknowledge_warning(line=line, code=request.POST.get("code", ""), actor=request.user)
     except CartError as exc:
-        return render(request, f"{TEMPLATE}#cart-messages", {"flash_error": [str(exc)]})
-    context = _cart_context(request)
-    line = next(l for l in context["review"].lines if l.pk == line.pk)
-    return render(request, f"{TEMPLATE}#line-saved", {**context, "line": line})
+        return _patient_changed(request, line.patient_id, flash_error=[str(exc)])
+    return _patient_changed(request, line.patient_id)
+
+
+@clinic_required
+@require_POST
+def acknowledge_all(request):
+    """Every open warning of the cart acknowledged at once."""
+    try:
+        count = cart_acknowledge_warnings(clinic=request.clinic, actor=request.user)
+    except CartError as exc:
+        return render(request, f"{TEMPLATE}#lines-refresh", _cart_context(request, flash_error=[str(exc)]))
+    flash = [f"Acknowledged {count} warning{pluralize(count)}: those lines will be ordered."] if count else []
+    return render(request, f"{TEMPLATE}#lines-refresh", _cart_context(request, flash=flash))
 
 
 @clinic_required
@@ -209,30 +272,36 @@ def validate(request):
     flash = (["The cart validates clean: it is ready to order."] if context["review"].can_checkout else
              [f"{counts.errors} problem{'s' if counts.errors != 1 else ''} to fix before ordering."]
              if counts.errors else [])
-    return render(request, f"{TEMPLATE}#after-validate", {**context, "flash": flash})
+    return render(request, f"{TEMPLATE}#lines-refresh", {**context, "flash": flash})
 
 
 def _cart_patient(request, pk) -> Patient:
     """A patient who has a line in this clinic's cart (the cart only edits its own patients)."""
     cart = cart_get_active(clinic=request.clinic)
-    return get_object_or_404(Patient, pk=pk, organization_id=request.clinic.organization_id, cart_lines__cart=cart)
+    return get_object_or_404(Patient.objects.distinct(), pk=pk, organization_id=request.clinic.organization_id,
+                             cart_lines__cart=cart)
 
 
 @clinic_required
 def patient_fix(request, pk):
-    """Fix a patient's date of birth and shipping address in place, from their group in the cart."""
+    """Fix a patient's date of birth and shipping address in place, from their group in the cart:
+    the whole set (Edit patient), or the one field a problem asks for (``fields``)."""
     patient = _cart_patient(request, pk)
     if request.method == "GET":
         if request.GET.get("cancel"):
-            return render(request, f"{TEMPLATE}#cart-lines", _cart_context(request))
+            return _patient_changed(request, patient.pk)
         return render(request, f"{TEMPLATE}#patient-fix", {"patient": patient, "form": PatientFixForm(instance=patient)})
-    form = PatientFixForm(request.POST, instance=Patient.objects.get(pk=patient.pk))  # validation mutates it
+    only = [name for name in request.POST.getlist("fields") if name in PATIENT_FIX_FIELDS] or None
+    form = PatientFixForm(request.POST, instance=Patient.objects.get(pk=patient.pk), fields=only)  # validation mutates it
     if not form.is_valid():
-        response = render(request, f"{TEMPLATE}#patient-fix", {"patient": patient, "form": form})
-        return retarget(response, f"#patient-head-{patient.pk}")
+        if only:  # a one-field fix typed in a problem: say what is wrong there
+            errors = [f"{patient.full_name}: {error}" for errors in form.errors.values() for error in errors]
+            return _patient_changed(request, patient.pk, flash_error=errors)
+        response = render(request, f"{TEMPLATE}#patient-fix", {"patient": patient, "form": PatientFixForm(
+            request.POST, instance=Patient.objects.get(pk=patient.pk))})
+        return reswap(retarget(response, f"#patient-head-{patient.pk}"), "outerHTML")
     patient_update(patient=patient, clinic=request.clinic, actor=request.user, **form.cleaned_data)
-    return render(request, f"{TEMPLATE}#after-remove", {
-        **_cart_context(request), "flash": [f"Saved {patient.full_name}'s details."]})
+    return _patient_changed(request, patient.pk, flash=[f"Saved {patient.full_name}'s details."])
 
 
 # --- Checkout ------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
+import datetime
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.functions import Lower
@@ -217,6 +219,29 @@ class DEARegistration(_StateCredential):
         return f"{self.state} DEA {self.number} (expires {self.expires_on:%Y-%m-%d})"
 
 
+EARLIEST_DATE_OF_BIRTH = datetime.date(1900, 1, 1)
+
+
+def date_of_birth_problem(value: datetime.date | None, today: datetime.date | None = None) -> str | None:
+    """Why ``value`` cannot be a living patient's date of birth (a sentence), or None when it can.
+    The one rule shared by the patient forms (refused on save) and the cart's preflight
+    (``patient_dob_invalid`` for a record saved before the rule)."""
+    if value is None:
+        return None
+    today = today or timezone.localdate()
+    if value > today:
+        return f"The date of birth {value:%m/%d/%Y} is in the future. Enter the patient's real date of birth."
+    if value < EARLIEST_DATE_OF_BIRTH:
+        return f"The date of birth {value:%m/%d/%Y} is before 1900. Enter the patient's real date of birth."
+    return None
+
+
+def validate_date_of_birth(value: datetime.date | None) -> None:
+    problem = date_of_birth_problem(value)
+    if problem:
+        raise ValidationError(problem, code="invalid_date_of_birth")
+
+
 class Patient(PostalAddress):
     """A patient of an organization; the postal address is where their medication ships."""
 
@@ -224,7 +249,7 @@ class Patient(PostalAddress):
     chart_id = models.CharField("chart ID", max_length=40)
     first_name = models.CharField(max_length=100)
     last_name = models.CharField(max_length=100)
-    date_of_birth = models.DateField(null=True, blank=True)
+    date_of_birth = models.DateField(null=True, blank=True, validators=[validate_date_of_birth])
     phone = PhoneNumberField(blank=True)
     email = models.EmailField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

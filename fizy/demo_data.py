@@ -29,6 +29,8 @@ ORGANIZATIONS = {
 
 # A user who belongs to both Bloom clinics, as clinic admin (exercises the clinic switcher).
 MULTI_CLINIC_LOGIN = ("bloom.admin", "Bloom Wellness Group", ["Bloom Wellness — Austin", "Bloom Wellness — Denver"])
+# Every demo clinic has a clinic admin (Billing: the saved card); Miami's is its own.
+CLINIC_ADMIN_LOGINS = [("vitalis.admin", "Marco", "Reyes", ["Vitalis Telehealth — Miami"])]
 STAFF_LOGIN = "ops"
 
 # The demo partners are the built-in sandbox pharmacy (fulfillment/sandbox.py) served by this

@@ -15,7 +15,10 @@ anything) *and* whose target partner is eligible wins. A matching rule whose par
 eligible is skipped, and the decision says why ("rule 'X' skipped: Cedar is not licensed in TX").
 Without a winning rule the line goes to the cheapest eligible partner, comparing
 ``unit_price × quantity + that offering's full shipping_fee`` (shares are not known yet); ties go
-to the partner whose name sorts first. With no eligible partner the decision has ``partner=None``
+to the partner whose name sorts first. Its reason is written once the shipping shares are known,
+with the costs as the line shows them: the chosen partner's landed cost (its share of the
+shipment included) against what the line would cost at each other eligible partner, joining this
+patient's shipment there if there is one. With no eligible partner the decision has ``partner=None``
 and the reason lists, for every partner carrying the product, why it cannot fill the line.
 
 Landed cost
@@ -66,7 +69,7 @@ class RoutingDecision:
     checkout); ``headline`` is its first part alone ("rule 'X'", "cheapest eligible: …");
     ``skipped_rules`` and ``ineligible`` are the details, one string each.
     ``available_stock`` is set only when stock alone prevented routing: the most units any
-    otherwise-eligible partner has."""
+    otherwise-eligible partner has (``stock_partner``)."""
 
     line_id: int | None
     partner: Partner | None
@@ -79,10 +82,12 @@ class RoutingDecision:
     ineligible: list[str] = field(default_factory=list)
     skipped_rules: list[str] = field(default_factory=list)
     available_stock: int | None = None
+    stock_partner: Partner | None = None
     headline: str = ""
     patient_id: int | None = None
     state: str = ""
     quantity: int = 0
+    alternatives: list[Offering] = field(default_factory=list)  # the other eligible offerings, when chosen by cost
 
     @property
     def routed(self) -> bool:
@@ -259,18 +264,9 @@ def _decide(need: _Need, world: _World) -> RoutingDecision:
     )
     if eligible:
         best, others = eligible[0], eligible[1:]
-        best_text = f"{best.partner.name} {format_money(_comparable_cost(best, need.quantity))}"
-        if others:
-            headline = f"cheapest eligible: {best_text} vs " + ", ".join(
-                f"{o.partner.name} {format_money(_comparable_cost(o, need.quantity))}" for o in others
-            )
-        else:
-            headline = f"only eligible partner: {best_text}"
-        return decision(
-            best.partner, best, None, headline=headline,
-            reason=f"{headline} (" + "; ".join(skipped) + ")" if skipped else headline,
-            ineligible=ineligible, skipped_rules=skipped,
-        )
+        # The headline is written by _describe_costs once the shipping shares are known.
+        return decision(best.partner, best, None, headline="", ineligible=ineligible, skipped_rules=skipped,
+                        alternatives=others)
 
     if not carried:
         headline = f"no eligible partner: no partner carries {need.product}"
@@ -278,10 +274,12 @@ def _decide(need: _Need, world: _World) -> RoutingDecision:
     else:
         headline = f"no eligible partner for {need.quantity} × {need.product.name} to {need.state}"
         reason = f"{headline}: " + "; ".join(ineligible)
-    stock_limited = [c.offering.stock_quantity for c in checks.values() if c.only_stock]
+    stock_limited = sorted((c.offering for c in checks.values() if c.only_stock),
+                           key=lambda o: (-o.stock_quantity, o.partner.name))
     return decision(
         headline=headline, reason=reason, ineligible=ineligible, skipped_rules=skipped,
-        available_stock=max(stock_limited) if stock_limited else None,
+        available_stock=stock_limited[0].stock_quantity if stock_limited else None,
+        stock_partner=stock_limited[0].partner if stock_limited else None,
     )
 
 
@@ -298,6 +296,31 @@ def _apply_shipping_shares(decisions: list[RoutingDecision]) -> None:
         for d, share in zip(group, shares):
             d.shipping_share = share
             d.landed_cost = money(d.unit_price * d.quantity) + share
+    _describe_costs(decisions, shipments)
+
+
+def _describe_costs(decisions: list[RoutingDecision], shipments: dict[tuple, list[RoutingDecision]]) -> None:
+    """Write the reason of each line chosen by cost, with the costs as the line shows them."""
+    for d in decisions:
+        if not d.routed or d.rule is not None:
+            continue
+
+        def cost_at(offering: Offering) -> Decimal:
+            group = shipments.get((offering.partner_id, d.patient_id), []) if d.patient_id is not None else []
+            fee = max([offering.shipping_fee, *(other.offering.shipping_fee for other in group)])
+            return money(offering.unit_price * d.quantity) + split_evenly(fee, len(group) + 1)[-1]
+
+        best_text = f"{d.partner.name} {format_money(d.landed_cost)}"
+        others = sorted(((cost_at(o), o.partner.name) for o in d.alternatives))
+        if not others:
+            headline = f"only eligible partner: {best_text}"
+        elif d.landed_cost <= others[0][0]:
+            headline = f"cheapest eligible: {best_text} vs " + ", ".join(f"{name} {format_money(c)}" for c, name in others)
+        else:  # sharing a shipment moved the prices after the choice: say what the choice compared
+            alone = sorted((_comparable_cost(o, d.quantity), o.partner.name) for o in [d.offering, *d.alternatives])
+            headline = "cheapest shipped on its own: " + ", ".join(f"{name} {format_money(c)}" for c, name in alone)
+        d.headline = headline
+        d.reason = f"{headline} (" + "; ".join(d.skipped_rules) + ")" if d.skipped_rules else headline
 
 
 def _route(needs: list[_Need], *, clinic: Clinic | None, today: datetime.date | None) -> list[RoutingDecision]:

@@ -33,7 +33,9 @@ def choose_product(page, query, name):
 
 
 def add_line(page, *, prescriber, quantity, sig, days, clinical_difference=None):
-    page.select_option("#add-line-form select[name=prescriber]", label=prescriber)
+    # Options read "Maya Patel, MD · licensed in TX": the patient's state decides the order and mark.
+    option = page.locator("#add-line-form select[name=prescriber] option", has_text=prescriber).first
+    page.select_option("#add-line-form select[name=prescriber]", option.get_attribute("value"))
     page.fill("#add-line-form input[name=quantity]", str(quantity))
     page.fill("#add-line-form input[name=days_supply]", str(days))
     page.fill("#add-line-form textarea[name=sig]", sig)
@@ -62,6 +64,7 @@ def test_coordinator_builds_edits_and_trims_the_cart(page):
 
     # A patient who is not in Fizy yet, created without leaving the cart.
     page.click("[data-testid=chosen-patient] button:has-text('change')")
+    page.wait_for_selector("#patient-search")
     page.click("#new-patient-toggle")
     form = page.locator("#new-patient-form")
     form.locator("[name=chart_id]").fill("BW-2001")

@@ -1,10 +1,12 @@
-"""Preflight in Chromium: three flagged lines, each fixed in place, until checkout is enabled."""
+"""Preflight in Chromium: three flagged lines listed first in the summary, each fixed in place
+with the fix its problem offers, until checkout is enabled."""
 
 import io
 
 import pytest
 from django.core.management import call_command
 
+from carts.models import CartLine
 from carts.services import LineInput, cart_add_lines
 from catalog.models import Product
 from clinics.models import Clinic, Patient, Prescriber
@@ -38,44 +40,64 @@ def row(page, text):
     return page.locator("tr.line", has_text=text)
 
 
-def save_edit(page, text, **fields):
-    row(page, text).locator("button:has-text('Edit')").click()
-    editing = page.locator("tr.line.editing")
-    for name, value in fields.items():
-        editing.locator(f"[name={name}]").fill(value)
-    editing.locator("button:has-text('Save')").click()
-    page.wait_for_selector("tr.line.editing", state="detached")
+def wait_idle(page):
+    page.wait_for_function("!document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')")
 
 
-def test_three_flagged_lines_fixed_in_place_enable_checkout(page):
+def test_flagged_lines_are_listed_first_and_each_is_fixed_in_one_action(page):
     lopez, clark, no_dob = flagged_cart()
+    naltrexone = CartLine.objects.get(patient=clark)
     browser_login(page, "austin", PASSWORD)
 
     assert "3 errors" in page.inner_text("#problem-summary")
     assert page.locator("#checkout-link").is_disabled()
-    assert row(page, "Semaglutide").locator("[data-field=sig] [data-code=sig_too_vague]").is_visible()
-    assert row(page, "Naltrexone").locator("[data-field=quantity] [data-code=quantity_over_max]").is_visible()
-    assert row(page, "Progesterone").locator("[data-code=patient_dob_missing]").is_visible()
+    links = page.locator("#flagged-lines a.problem-link")
+    assert links.count() == 3
+    assert "quantity over the limit" in links.filter(has_text="Clark").inner_text()
+    assert "date of birth missing" in links.filter(has_text="Adams").inner_text()
 
-    save_edit(page, "Semaglutide", sig="Inject 0.25 mg subcutaneously once weekly for 4 weeks")
-    assert row(page, "Semaglutide").locator(".problem").count() == 0
+    # The summary's link scrolls to the line and puts focus on its first fix.
+    links.filter(has_text="Clark").click()
+    focused = page.evaluate("[document.activeElement.closest('tr') && document.activeElement.closest('tr').id,"
+                            " document.activeElement.textContent.trim()]")
+    assert focused == [f"line-{naltrexone.pk}", "Set quantity to 90"]
+    assert page.evaluate(f"(() => {{ const r = document.getElementById('line-{naltrexone.pk}').getBoundingClientRect();"
+                         " return r.top >= 0 && r.bottom <= window.innerHeight; })()")
+
+    # One click applies it: the problem is gone, the summary counts one fewer.
+    page.keyboard.press("Enter")
+    page.wait_for_selector(f"#line-{naltrexone.pk}:not(.has-problems)")
+    assert row(page, "Naltrexone").locator("[data-field=quantity]").inner_text().startswith("90")
     assert "2 errors" in page.inner_text("#problem-summary")
+    assert CartLine.objects.get(pk=naltrexone.pk).quantity == 90
 
-    save_edit(page, "Naltrexone", quantity="60")
-    assert row(page, "Naltrexone").locator(".problem").count() == 0
+    # Editing keeps the problem in sight, and the prescriber list puts those licensed in TX first.
+    row(page, "Semaglutide").locator("button:has-text('Edit')").click()
+    editing = page.locator("tr.line.editing")
+    editing.wait_for()
+    assert editing.locator("[data-code=sig_too_vague]").is_visible()
+    first_choice = editing.locator("select[name=prescriber] option").nth(1).inner_text()
+    assert first_choice.endswith("· licensed in TX")
+    editing.locator("textarea[name=sig]").fill("Inject 0.25 mg subcutaneously once weekly for 4 weeks")
+    editing.locator("textarea[name=sig]").press("Enter")  # Enter saves the row
+    page.wait_for_selector("tr.line.editing", state="detached")
+    assert row(page, "Semaglutide").locator(".problem").count() == 0
     assert "1 error" in page.inner_text("#problem-summary")
-    assert page.locator("#checkout-link").is_disabled()
 
-    # The patient's date of birth is fixed from their group in the cart.
-    page.locator(f"#patient-head-{no_dob.pk} button:has-text('Edit patient')").click()
-    page.locator(f"#patient-head-{no_dob.pk} [name=date_of_birth]").fill("1975-04-02")
-    page.locator(f"#patient-head-{no_dob.pk} button:has-text('Save patient')").click()
+    # The patient's missing date of birth is typed where the problem is; a future one is refused.
+    head = page.locator(f"#patient-head-{no_dob.pk}")
+    head.locator("input[name=date_of_birth]").fill("2031-04-02")
+    head.locator("input[name=date_of_birth]").press("Enter")
+    page.wait_for_selector("#cart-messages .msg-error:has-text('in the future')")
+    no_dob.refresh_from_db()
+    assert no_dob.date_of_birth is None
+    head.locator("input[name=date_of_birth]").fill("1975-04-02")
+    head.locator("input[name=date_of_birth]").press("Enter")
     page.wait_for_selector(f"#patient-head-{no_dob.pk}:has-text('04/02/1975')")
 
-    page.click("#validate-cart")
-    page.wait_for_selector("#cart-messages:has-text('validates clean')")
     assert "No errors" in page.inner_text("#problem-summary")
     assert page.locator(".problem.error").count() == 0
+    assert page.locator("#flagged-lines").count() == 0
     assert page.locator("a#checkout-link").is_enabled()
     page.click("a#checkout-link")
     page.wait_for_selector("#place-order")

@@ -127,6 +127,8 @@ CASES = [
          lambda line: [f"At most {v.MAX_REFILLS} refills"]),
     Case(v.PATIENT_DOB_MISSING, "patient", set_patient(date_of_birth=None),
          set_patient(date_of_birth=datetime.date(1970, 1, 2)), lambda line: [line.patient.full_name, "date of birth"]),
+    Case(v.PATIENT_DOB_INVALID, "patient", set_patient(date_of_birth=TODAY + datetime.timedelta(days=400)),
+         set_patient(date_of_birth=datetime.date(1970, 1, 2)), lambda line: [line.patient.full_name, "in the future"]),
     Case(v.ADDRESS_INCOMPLETE, "patient", set_patient(address_line1="", zip_code=""),
          set_patient(address_line1="1 Elm St", zip_code="78701"), lambda line: ["address line 1", "ZIP code"]),
     Case(v.PRESCRIBER_MISSING, "prescriber", set_line(prescriber=None), new_licensed_prescriber,

@@ -303,3 +303,24 @@ def test_routing_200_lines_takes_as_many_queries_as_20(glp1, harbor, cedar, prel
         decisions = route(large)()
     assert len(decisions) == 200
     assert expected <= 8
+
+
+def test_the_reason_prices_the_line_as_it_is_shown_shipping_share_included(cart):
+    """Two capsule lines of one patient go to Cedar and share its $9.00 shipping: each shows $4.50
+    of it, and the reason compares that landed cost, not the price with the whole fee."""
+    ldn, prog = ProductFactory(name="Naltrexone"), ProductFactory(name="Progesterone")
+    cedar, harbor = PartnerFactory(name="Cedar", states=["TX"]), PartnerFactory(name="Harbor", states=["TX"])
+    for product, (cedar_price, harbor_price) in {ldn: ("0.65", "0.72"), prog: ("0.48", "0.52")}.items():
+        OfferingFactory(partner=cedar, product=product, unit_price=Decimal(cedar_price), shipping_fee=Decimal("9.00"))
+        OfferingFactory(partner=harbor, product=product, unit_price=Decimal(harbor_price), shipping_fee=Decimal("10.00"))
+    patient = PatientFactory(organization=cart.clinic.organization, state="TX")
+    first = add_line(cart, ldn, patient=patient, quantity=30)
+    add_line(cart, prog, patient=patient, quantity=30)
+
+    decision = route_cart(cart)[first.pk]
+
+    assert decision.partner == cedar and decision.shipping_share == Decimal("4.50")
+    assert decision.landed_cost == Decimal("24.00")  # 30 × $0.65 + $4.50
+    # Harbor would ship this line alone: 30 × $0.72 + $10.00.
+    assert decision.headline == "cheapest eligible: Cedar $24.00 vs Harbor $31.60"
+    assert "$28.50" not in decision.reason

@@ -30,6 +30,7 @@ ID_BEARING = {
     "carts:line-save": {"pk": "cart_line"},
     "carts:line-remove": {"pk": "cart_line"},
     "carts:line-acknowledge": {"pk": "cart_line"},
+    "carts:line-fix": {"pk": "cart_line"},
     "carts:patient-fix": {"pk": "patient"},
     "fulfillment:order": {"pk": "order"},
     "fulfillment:line": {"pk": "order", "line_pk": "order_line"},
@@ -42,8 +43,8 @@ ID_BEARING = {
 OWN_CLINIC = {
     "home", "switch-clinic", "billing", "billing-setup", "billing-card",
     "carts:cart", "carts:patient-results", "carts:product-results", "carts:add-panel", "carts:patient-new",
-    "carts:line-add", "carts:validate", "carts:checkout", "carts:refills", "carts:import", "carts:import-confirm",
-    "carts:import-sample", "fulfillment:orders", "fulfillment:attention", "fulfillment:payments",
+    "carts:line-add", "carts:acknowledge-all", "carts:validate", "carts:checkout", "carts:refills", "carts:import",
+    "carts:import-confirm", "carts:import-sample", "fulfillment:orders", "fulfillment:attention", "fulfillment:payments",
 }
 # Anyone may reach these.
 PUBLIC = {"login", "logout", "favicon"}

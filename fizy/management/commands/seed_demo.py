@@ -57,6 +57,12 @@ class Command(BaseCommand):
                 user=admin_user, clinic=clinics[name], defaults={"role": Membership.Role.CLINIC_ADMIN}
             )
         logins.append((username, "clinic admin of " + " and ".join(clinic_names)))
+        for username, first, last, clinic_names in data.CLINIC_ADMIN_LOGINS:
+            user = self._user(User, username, first_name=first, last_name=last)
+            for name in clinic_names:
+                Membership.objects.update_or_create(user=user, clinic=clinics[name],
+                                                    defaults={"role": Membership.Role.CLINIC_ADMIN})
+            logins.append((username, "clinic admin of " + " and ".join(clinic_names)))
 
         staff = self._user(User, data.STAFF_LOGIN, first_name="Pat", last_name="Ops", is_staff=True)
         group, _ = Group.objects.get_or_create(name="Pharmacy operations")
