@@ -33,6 +33,23 @@ class Partner(models.Model):
     webhook_secret_next_changed_at = models.DateTimeField("next webhook secret changed", null=True, blank=True, editable=False)
     support_email = models.EmailField(blank=True)
     support_phone = models.CharField(max_length=40, blank=True)
+    # What the partner's API offers beyond taking orders (docs/partner-api.md).
+    order_lookup = models.BooleanField(
+        "offers an order lookup", default=False,
+        help_text="GET {API}/orders?idempotency_key=… says whether it received an order. Asked before a "
+                  "dispatch that may have reached the partner is declared failed.",
+    )
+    status_api = models.BooleanField(
+        "offers a status call", default=False,
+        help_text="GET {API}/orders/{reference} gives each line's status: overdue lines are polled.",
+    )
+    sends_webhooks = models.BooleanField(
+        default=True, help_text="Off: the partner sends no status webhooks, so every open line is polled (needs the status call).",
+    )
+    poll_minutes = models.PositiveIntegerField(
+        "poll every (minutes)", default=15, validators=[MinValueValidator(1)],
+        help_text="How often open lines are polled when the partner sends no webhooks, and overdue lines otherwise.",
+    )
 
     CREDENTIAL_FIELDS = ("api_key", "webhook_secret", "webhook_secret_next")
 

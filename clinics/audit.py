@@ -23,6 +23,8 @@ class Action(StrEnum):
     PARTNER_ORDER_SENT = "partner_order.sent"
     PARTNER_ORDER_DISPATCH_FAILED = "partner_order.dispatch_failed"
     PARTNER_ORDER_RETRY = "partner_order.retry_dispatch"
+    PARTNER_ORDER_FOUND = "partner_order.found_by_lookup"
+    ATTENTION_RESOLVE = "attention.resolve"
     PAYMENT_AUTHORIZED = "payment.authorized"
     PAYMENT_CAPTURED = "payment.captured"
     PAYMENT_PARTIALLY_CAPTURED = "payment.partially_captured"

@@ -161,6 +161,13 @@ PARTNER_CONNECT_TIMEOUT = env.float("PARTNER_CONNECT_TIMEOUT", default=5.0)
 PARTNER_READ_TIMEOUT = env.float("PARTNER_READ_TIMEOUT", default=20.0)
 PARTNER_DISPATCH_MAX_ATTEMPTS = env.int("PARTNER_DISPATCH_MAX_ATTEMPTS", default=5)
 PARTNER_DISPATCH_BACKOFF_SECONDS = env.float("PARTNER_DISPATCH_BACKOFF_SECONDS", default=30.0)
+# One call to a partner (request and whole answer) ends within this many seconds, whatever the
+# partner does; it must be shorter than the queue's task timeout (Q_TIMEOUT), see fizy.E001.
+PARTNER_ATTEMPT_DEADLINE = env.float("PARTNER_ATTEMPT_DEADLINE", default=30.0)
+# A partner order still "queued" this long after it was due was lost by the queue (a worker died
+# before taking it): the reclaimer queues it again. "sending" ones are reclaimed when their lease
+# (the task timeout) has run out.
+PARTNER_DISPATCH_STALE_SECONDS = env.int("PARTNER_DISPATCH_STALE_SECONDS", default=120)
 
 # Partner webhooks (fulfillment/webhooks.py): the largest body read; how long refused requests'
 # metadata is kept; the last day the pre-Standard-Webhooks X-Fizy-* signatures are accepted

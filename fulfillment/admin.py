@@ -55,7 +55,7 @@ class PartnerOrderAdmin(ActionsOnlyAdmin):
     search_fields = ["=order__id", "partner_reference"]
     actions = ["retry_dispatch"]
 
-    @admin.action(description="Retry dispatch of the selected failed partner orders", permissions=["change"])
+    @admin.action(description="Retry dispatch of the selected failed or stuck partner orders", permissions=["change"])
     def retry_dispatch(self, request, queryset):
         retried = 0
         for partner_order in queryset.order_by("pk"):

@@ -6,7 +6,7 @@ from rest_framework.views import APIView
 from fizy.lib.http import BodyTooLarge, client_address, read_body_at_most
 
 from .models import RefusedWebhookRequest
-from .sandbox import sandbox_cancel_line, sandbox_receive_order
+from .sandbox import sandbox_cancel_line, sandbox_lookup_order, sandbox_receive_order
 from .webhooks import max_body_bytes, partner_event_receive, partner_event_refuse
 
 
@@ -39,6 +39,12 @@ class SandboxPartnerOrdersApi(APIView):
 
     def post(self, request, slug: str):
         status_code, data = sandbox_receive_order(slug=slug, headers=request.headers, body=request.body)
+        return Response(data, status=status_code)
+
+    def get(self, request, slug: str):
+        """The order lookup: ``GET …/orders?idempotency_key=…``."""
+        key = request.query_params.get("idempotency_key", "")
+        status_code, data = sandbox_lookup_order(slug=slug, headers=request.headers, idempotency_key=key)
         return Response(data, status=status_code)
 
 

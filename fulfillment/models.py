@@ -10,6 +10,8 @@ from catalog.models import Partner, Product
 from clinics.models import Clinic, Patient, Prescriber
 from fizy.lib.money import MoneyField
 
+from .reasons import ReasonCode
+
 
 class Order(models.Model):
     """What a clinic submitted in one checkout: one payment, many partner orders."""
@@ -138,6 +140,10 @@ class OrderLine(models.Model):
     routing_reason = models.CharField(max_length=300, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True)
     status_reason = models.TextField(blank=True)
+    reason_code = models.CharField(
+        max_length=30, choices=ReasonCode.choices, blank=True,
+        help_text="Why the pharmacy holds or rejected the line (fulfillment/reasons.py).",
+    )
     tracking_number = models.CharField(max_length=100, blank=True)
     carrier = models.CharField(max_length=40, blank=True)
     status_changed_at = models.DateTimeField(null=True, blank=True)
@@ -164,6 +170,7 @@ class LineEvent(models.Model):
 
     class Source(models.TextChoices):
         WEBHOOK = "webhook", "Partner webhook"
+        POLL = "poll", "Status poll"
         STAFF = "staff", "Staff"
         SYSTEM = "system", "System"
         CLINIC = "clinic", "Clinic"
@@ -196,6 +203,7 @@ class WebhookEvent(models.Model):
         APPLIED = "applied", "Applied"
         DUPLICATE = "duplicate", "Duplicate (already applied)"
         IGNORED = "ignored", "Ignored (stale or refused transition)"
+        HELD = "held", "Held for staff (the line had failed)"
         UNAUTHORIZED = "unauthorized", "Bad signature or timestamp"
         INVALID = "invalid", "Malformed"
         UNKNOWN_LINE = "unknown_line", "Unknown line"
@@ -249,6 +257,70 @@ class RefusedWebhookRequest(models.Model):
 
     def __str__(self):
         return f"{self.partner_slug} refused: {self.get_failed_check_display()}"
+
+
+class AttentionItem(models.Model):
+    """One line that a person must look at: a coordinator of its clinic (the pharmacy rejected or
+    held it, or we could not send it) or pharmacy staff (a partner answered a line we had marked
+    failed). Open until resolved, and then it says how, by whom and when."""
+
+    class Audience(models.TextChoices):
+        CLINIC = "clinic", "Clinic"
+        STAFF = "staff", "Pharmacy staff"
+
+    class Kind(models.TextChoices):
+        REJECTED = "rejected", "Rejected by the pharmacy"
+        ON_HOLD = "on_hold", "On hold at the pharmacy"
+        FAILED = "failed", "Could not be sent"
+        LATE_ANSWER = "late_answer", "Partner answered a line marked failed"
+
+    class Resolution(models.TextChoices):
+        REORDERED = "reordered", "Re-ordered"
+        REROUTED = "rerouted", "Sent to another pharmacy"
+        DISMISSED = "dismissed", "Dismissed"
+        RESUMED = "resumed", "The pharmacy moved the line on"
+        RETRIED = "retried", "Sent again"
+        CLOSED = "closed", "The line was closed"
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="attention_items")
+    line = models.ForeignKey("OrderLine", on_delete=models.CASCADE, related_name="attention_items")
+    audience = models.CharField(max_length=10, choices=Audience.choices, default=Audience.CLINIC)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    reason_code = models.CharField(max_length=30, blank=True)
+    message = models.TextField(blank=True, help_text="What the pharmacy (or dispatch) said when the item opened.")
+    opened_at = models.DateTimeField(default=timezone.now, db_index=True)
+    answered_at = models.DateTimeField(null=True, blank=True, help_text="The clinic answered the hold; waiting for the pharmacy.")
+    resolution = models.CharField(max_length=20, choices=Resolution.choices, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    resolved_by_label = models.CharField(max_length=150, blank=True)
+    resolution_note = models.TextField(blank=True)
+    replacement_line = models.ForeignKey(
+        "OrderLine", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The line that replaced this one (rerouted).",
+    )
+    cart_line_id = models.BigIntegerField(null=True, blank=True, help_text="The cart line it was re-ordered into.")
+    webhook_event = models.ForeignKey(
+        WebhookEvent, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The partner's event that opened it (staff items).",
+    )
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["line", "audience"], condition=Q(resolved_at__isnull=True), name="attention_one_open_item_per_line",
+            ),
+        ]
+        indexes = [models.Index(fields=["clinic", "audience", "resolved_at"], name="attention_clinic_open_idx")]
+
+    def __str__(self):
+        state = self.get_resolution_display() if self.resolved_at else "open"
+        return f"{self.get_kind_display()} — line {self.line_id} ({state})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_at is None
 
 
 class PaymentEvent(models.Model):

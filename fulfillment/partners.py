@@ -2,25 +2,39 @@
 
 The protocol is written down in ``docs/partner-api.md``. Errors are typed so dispatch can tell a
 partner that is down (retry later) from one that refuses the order (retrying will not help).
+
+Every call is one *attempt* with an overall deadline (``PARTNER_ATTEMPT_DEADLINE``, shorter than
+the queue's task timeout): ``requests``' own timeouts bound the connect and each read, so a
+partner that trickles its answer a byte at a time would otherwise hold the worker until the
+queue kills it mid-call. Past the deadline the attempt's sockets are shut down and the attempt
+ends as :class:`PartnerUnavailable`. An answer is read whole (at most ``MAX_ANSWER_BYTES``) and
+its shape checked before anything in it is used.
 """
 
 from __future__ import annotations
 
+import json
+import socket
+import threading
 from dataclasses import dataclass, field
 
 import requests
 from django.conf import settings
+from requests.adapters import HTTPAdapter
 
 from catalog.models import Partner
 
 from .models import OrderLine, PartnerOrder
+from .reasons import ReasonCode
 
 PROTOCOL_VERSION = "2025-01"
 USER_AGENT = "Fizy-Dispatch/1"
+MAX_ANSWER_BYTES = 1_000_000
+LINE_ANSWER_STATUSES = ("accepted", "rejected", "received")
 
 
 class PartnerError(Exception):
-    """The partner did not take the order. ``reason`` is readable by pharmacy staff."""
+    """The partner did not take the request. ``reason`` is readable by pharmacy staff."""
 
     transient = False
 
@@ -31,9 +45,15 @@ class PartnerError(Exception):
 
 
 class PartnerUnavailable(PartnerError):
-    """Timeout, connection error, 5xx or 429, or an unreadable answer: try again later."""
+    """Timeout, connection error, 5xx or 429, or an answer we cannot use: try again later. The
+    partner may have received the order (it answered, or stopped answering half-way)."""
 
     transient = True
+
+
+class PartnerBadAnswer(PartnerUnavailable):
+    """A 2xx answer that is not the protocol's shape (not JSON, no reference, ``lines`` not a
+    list…). The partner probably has the order; the same Idempotency-Key asks it again."""
 
 
 class PartnerRejected(PartnerError):
@@ -45,6 +65,7 @@ class PartnerLineAnswer:
     line_id: int
     status: str  # "accepted" | "rejected" | "received"
     reason: str = ""
+    reason_code: str = ""
 
 
 @dataclass(frozen=True)
@@ -114,85 +135,211 @@ def build_order_payload(partner_order: PartnerOrder, lines: list[OrderLine]) -> 
     }
 
 
+
+# --- answers -----------------------------------------------------------------------------------
+
+
+def _line_answer(item, index: int) -> PartnerLineAnswer:
+    where = f"lines[{index}]"
+    if not isinstance(item, dict):
+        raise ValueError(f"{where} is not an object")
+    line_id, status = item.get("line_id"), item.get("status")
+    if not isinstance(line_id, int) or isinstance(line_id, bool) or line_id < 1:
+        raise ValueError(f"{where}.line_id is not a positive integer")
+    if status not in LINE_ANSWER_STATUSES:
+        raise ValueError(f"{where}.status must be one of {', '.join(LINE_ANSWER_STATUSES)}")
+    reason, code = item.get("reason") or "", item.get("reason_code") or ""
+    if not isinstance(reason, str) or not isinstance(code, str):
+        raise ValueError(f"{where}.reason and reason_code must be strings")
+    if code and code not in ReasonCode.values:
+        raise ValueError(f"{where}.reason_code {code[:40]!r} is not a known reason code")
+    if status == "rejected" and not code:
+        code = ReasonCode.OTHER
+    return PartnerLineAnswer(line_id=line_id, status=status, reason=reason.strip()[:2000], reason_code=code)
+
+
+def parse_order_answer(data) -> PartnerOrderAnswer:
+    """The partner's answer to an order (or to an order lookup), checked field by field.
+    Raises ValueError saying what is wrong."""
+    if not isinstance(data, dict):
+        raise ValueError("the answer is not a JSON object")
+    reference = data.get("reference")
+    if not isinstance(reference, str) or not reference.strip():
+        raise ValueError("it has no order reference")
+    if len(reference.strip()) > 100:
+        raise ValueError("its reference is longer than 100 characters")
+    lines = data.get("lines")
+    if lines is None:
+        lines = []
+    if not isinstance(lines, list):
+        raise ValueError(f"'lines' must be a list, not {type(lines).__name__}")
+    return PartnerOrderAnswer(reference=reference.strip(), lines=[_line_answer(item, i) for i, item in enumerate(lines)])
+
+
 # --- client ------------------------------------------------------------------------------------
 
 
-def _timeouts() -> tuple[float, float]:
-    return (
-        settings.PARTNER_CONNECT_TIMEOUT,
-        settings.PARTNER_READ_TIMEOUT,
-    )
-
-
-def _error_text(response: requests.Response) -> str:
+def _error_text(status: int, body: bytes, reason: str) -> str:
+    text = body[:2000].decode("utf-8", "replace")
     try:
-        data = response.json()
+        data = json.loads(text)
     except ValueError:
-        return response.text[:300].strip()
+        return text[:300].strip() or reason
     if isinstance(data, dict):
         return str(data.get("error") or data.get("detail") or data.get("message") or data)[:300]
     return str(data)[:300]
 
 
+class _TrackingAdapter(HTTPAdapter):
+    """An adapter that remembers the connections it opens, so that an attempt past its deadline can
+    shut their sockets down (which ends a blocked read at once, in the thread doing it)."""
+
+    def __init__(self):
+        self.connections: list = []
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        opened = self.connections
+
+        def tracking(pool_class):
+            class TrackingPool(pool_class):
+                def _new_conn(self):
+                    conn = super()._new_conn()
+                    opened.append(conn)
+                    return conn
+
+            return TrackingPool
+
+        manager = self.poolmanager
+        manager.pool_classes_by_scheme = {scheme: tracking(cls) for scheme, cls in manager.pool_classes_by_scheme.items()}
+
+    def shut(self) -> None:
+        for conn in list(self.connections):
+            sock = getattr(conn, "sock", None)
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    body: bytes
+    reason: str
+
+
 class PartnerClient:
-    """Talks to one partner's order API with ``requests``: Bearer key, Idempotency-Key, timeouts."""
+    """Talks to one partner's API with ``requests``: Bearer key, Idempotency-Key, timeouts, and an
+    overall deadline per call. One client per attempt (its connections are its own)."""
 
     def __init__(self, partner: Partner, *, session: requests.Session | None = None):
         self.partner = partner
+        self.adapter = _TrackingAdapter()
         self.session = session or requests.Session()
+        self.session.mount("http://", self.adapter)
+        self.session.mount("https://", self.adapter)
+
+    @property
+    def base_url(self) -> str:
+        return self.partner.api_base_url.rstrip("/")
 
     @property
     def orders_url(self) -> str:
-        return self.partner.api_base_url.rstrip("/") + "/orders"
+        return self.base_url + "/orders"
+
+    def _headers(self, **extra) -> dict:
+        return {
+            "Authorization": f"Bearer {self.partner.api_key}",
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+            **extra,
+        }
+
+    def _exchange(self, method: str, url: str, **kwargs) -> _Answer:
+        """One HTTP request and its whole answer within the attempt's deadline."""
+        name = self.partner.name
+        if not self.partner.api_base_url:
+            raise PartnerRejected(f"{name} has no API URL configured.")
+        deadline = float(settings.PARTNER_ATTEMPT_DEADLINE)
+        expired = threading.Event()
+
+        def expire():
+            expired.set()
+            self.adapter.shut()
+
+        timer = threading.Timer(deadline, expire)
+        timer.daemon = True
+        timeouts = (min(settings.PARTNER_CONNECT_TIMEOUT, deadline), min(settings.PARTNER_READ_TIMEOUT, deadline))
+        timer.start()
+        try:
+            try:
+                with self.session.request(method, url, stream=True, timeout=timeouts, **kwargs) as response:
+                    body = bytearray()
+                    for chunk in response.iter_content(65536):
+                        body += chunk
+                        if len(body) > MAX_ANSWER_BYTES:
+                            raise PartnerBadAnswer(
+                                f"{name} answered {response.status_code} with more than {MAX_ANSWER_BYTES // 1000} kB.",
+                                status_code=response.status_code,
+                            )
+                    answer = _Answer(response.status_code, bytes(body), response.reason or "")
+            except requests.RequestException as exc:
+                if expired.is_set():
+                    raise PartnerUnavailable(f"{name} did not finish answering within {deadline:g} s.") from None
+                if isinstance(exc, requests.Timeout):
+                    raise PartnerUnavailable(f"{name} did not answer in time.") from None
+                if isinstance(exc, requests.ConnectionError):
+                    raise PartnerUnavailable(f"Could not connect to {name}.") from None
+                raise PartnerUnavailable(f"Request to {name} failed: {exc.__class__.__name__}.") from None
+        finally:
+            timer.cancel()
+        if expired.is_set():
+            # The deadline passed while the last bytes came in: the answer may be cut short.
+            raise PartnerUnavailable(f"{name} did not finish answering within {deadline:g} s.")
+        return answer
+
+    def _raise_for_status(self, answer: _Answer, what: str) -> None:
+        name, status = self.partner.name, answer.status
+        text = _error_text(status, answer.body, answer.reason)
+        if status >= 500 or status == 429:
+            raise PartnerUnavailable(f"{name} answered {status}: {text}", status_code=status)
+        if status >= 400:
+            raise PartnerRejected(f"{name} refused {what} ({status}): {text}", status_code=status)
+        if status >= 300 or status < 200:
+            raise PartnerBadAnswer(f"{name} answered {status}, which the protocol does not use.", status_code=status)
+
+    def _order_answer(self, answer: _Answer) -> PartnerOrderAnswer:
+        name = self.partner.name
+        try:
+            data = json.loads(answer.body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise PartnerBadAnswer(f"{name} answered {answer.status} with a body that is not JSON.", status_code=answer.status) from None
+        try:
+            return parse_order_answer(data)
+        except ValueError as exc:
+            raise PartnerBadAnswer(f"{name} answered {answer.status} with a malformed answer: {exc}.", status_code=answer.status) from None
 
     def send_order(self, payload: dict, *, idempotency_key: str) -> PartnerOrderAnswer:
         """POST the order. Raises :class:`PartnerUnavailable` (retry) or :class:`PartnerRejected`."""
-        name = self.partner.name
-        if not self.partner.api_base_url:
-            raise PartnerRejected(f"{name} has no order API URL configured.")
-        headers = {
-            "Authorization": f"Bearer {self.partner.api_key}",
-            "Idempotency-Key": str(idempotency_key),
-            "User-Agent": USER_AGENT,
-            "Accept": "application/json",
-        }
-        try:
-            response = self.session.post(self.orders_url, json=payload, headers=headers, timeout=_timeouts())
-        except requests.Timeout:
-            raise PartnerUnavailable(f"{name} did not answer in time.") from None
-        except requests.ConnectionError:
-            raise PartnerUnavailable(f"Could not connect to {name}.") from None
-        except requests.RequestException as exc:
-            raise PartnerUnavailable(f"Request to {name} failed: {exc.__class__.__name__}.") from None
+        answer = self._exchange(
+            "POST", self.orders_url, json=payload, headers=self._headers(**{"Idempotency-Key": str(idempotency_key)})
+        )
+        self._raise_for_status(answer, "the order")
+        return self._order_answer(answer)
 
-        status = response.status_code
-        if status >= 500 or status == 429:
-            raise PartnerUnavailable(
-                f"{name} answered {status}: {_error_text(response) or response.reason}", status_code=status
-            )
-        if status >= 400:
-            raise PartnerRejected(
-                f"{name} refused the order ({status}): {_error_text(response) or response.reason}", status_code=status
-            )
-        return self._answer(response)
-
-    def _answer(self, response: requests.Response) -> PartnerOrderAnswer:
-        name = self.partner.name
-        try:
-            data = response.json()
-        except ValueError:
-            raise PartnerUnavailable(f"{name} answered {response.status_code} with a body that is not JSON.") from None
-        reference = data.get("reference") if isinstance(data, dict) else None
-        if not isinstance(reference, str) or not reference.strip():
-            raise PartnerUnavailable(f"{name} answered {response.status_code} without an order reference.")
-        answers = []
-        for item in data.get("lines") or []:
-            if not isinstance(item, dict):
-                continue
-            line_id, status = item.get("line_id"), item.get("status")
-            if isinstance(line_id, int) and status in ("accepted", "rejected", "received"):
-                answers.append(PartnerLineAnswer(line_id=line_id, status=status, reason=str(item.get("reason") or "")))
-        return PartnerOrderAnswer(reference=reference.strip()[:100], lines=answers)
+    def lookup_order(self, *, idempotency_key: str) -> PartnerOrderAnswer | None:
+        """Ask the partner whether it has the order sent under ``idempotency_key``
+        (``GET /orders?idempotency_key=…``): its answer, or None when it has no such order (404)."""
+        answer = self._exchange(
+            "GET", self.orders_url, params={"idempotency_key": str(idempotency_key)}, headers=self._headers()
+        )
+        if answer.status == 404:
+            return None
+        self._raise_for_status(answer, "the order lookup")
+        return self._order_answer(answer)
 
     def cancel_line(self, *, reference: str, line_id: int, idempotency_key: str, reason: str) -> str:
         """Ask the partner to cancel one line before it ships: ``POST {api}/orders/{reference}/
@@ -201,20 +348,18 @@ class PartnerClient:
         cancelled any more (409: compounded or shipped), PartnerUnavailable when the partner
         cannot be reached."""
         name = self.partner.name
-        url = f"{self.partner.api_base_url.rstrip('/')}/orders/{reference}/lines/{line_id}/cancel"
-        headers = {
-            "Authorization": f"Bearer {self.partner.api_key}", "Idempotency-Key": idempotency_key,
-            "User-Agent": USER_AGENT, "Accept": "application/json",
-        }
         try:
-            response = self.session.post(url, json={"reason": reason}, headers=headers, timeout=_timeouts())
-        except requests.RequestException as exc:
-            raise PartnerUnavailable(f"Could not reach {name} to cancel the line ({exc.__class__.__name__}).") from None
-        if response.status_code >= 500 or response.status_code == 429:
-            raise PartnerUnavailable(f"{name} answered {response.status_code}.", status_code=response.status_code)
-        if response.status_code >= 400:
-            raise PartnerRejected(
-                f"{name} cannot cancel the line: {_error_text(response) or response.reason}",
-                status_code=response.status_code,
+            answer = self._exchange(
+                "POST", f"{self.base_url}/orders/{reference}/lines/{line_id}/cancel", json={"reason": reason},
+                headers=self._headers(**{"Idempotency-Key": idempotency_key}),
             )
-        return "requested" if response.status_code == 202 else "cancelled"
+        except PartnerUnavailable as exc:
+            raise PartnerUnavailable(f"Could not reach {name} to cancel the line: {exc.reason}") from None
+        if answer.status >= 500 or answer.status == 429:
+            raise PartnerUnavailable(f"{name} answered {answer.status}.", status_code=answer.status)
+        if answer.status >= 400:
+            raise PartnerRejected(
+                f"{name} cannot cancel the line: {_error_text(answer.status, answer.body, answer.reason)}",
+                status_code=answer.status,
+            )
+        return "requested" if answer.status == 202 else "cancelled"

@@ -38,6 +38,7 @@ from django.utils import timezone
 from catalog.models import Partner
 
 from .models import OrderLine, SandboxPartnerOrder
+from .reasons import ReasonCode
 from .webhooks import webhook_headers
 
 log = logging.getLogger(__name__)
@@ -49,11 +50,11 @@ DEFAULT_STEP_DELAYS = (15, 45, 90, 150)  # seconds after the order arrives, one 
 STEP_RETRY_SECONDS = 15
 STEP_MAX_TRIES = 5
 REJECT_REASONS = (
-    "Prescriber's state license could not be verified with the board.",
-    "SIG is ambiguous: dose and frequency do not match the product strength.",
-    "Patient's date of birth does not match the prescription on file.",
+    (ReasonCode.LICENSE_UNVERIFIED, "Prescriber's state license could not be verified with the board."),
+    (ReasonCode.SIG_UNCLEAR, "SIG is ambiguous: dose and frequency do not match the product strength."),
+    (ReasonCode.DOB_MISMATCH, "Patient's date of birth does not match the prescription on file."),
 )
-HOLD_REASON = "On hold: awaiting a callback from the prescriber to confirm the dose."
+HOLD_REASON = (ReasonCode.CLINICAL_QUESTION, "On hold: awaiting a callback from the prescriber to confirm the dose.")
 CARRIERS = ("UPS", "FedEx", "USPS")
 
 
@@ -124,6 +125,18 @@ def sandbox_receive_order(*, slug: str, headers, body: bytes) -> tuple[int, dict
     return 201, _order_answer(order)
 
 
+def sandbox_lookup_order(*, slug: str, headers, idempotency_key: str) -> tuple[int, dict]:
+    """``GET /orders?idempotency_key=…``: the sandbox's answer to the order it received under that
+    key, or 404."""
+    partner, refusal = _authenticated_partner(slug, headers)
+    if refusal:
+        return refusal
+    order = SandboxPartnerOrder.objects.filter(partner=partner, idempotency_key=idempotency_key.strip()).first()
+    if order is None:
+        return 404, {"error": "No order with this idempotency key."}
+    return 200, _order_answer(order)
+
+
 def _order_answer(order: SandboxPartnerOrder) -> dict:
     return {
         "reference": order.reference,
@@ -174,10 +187,14 @@ def sandbox_cancel_line(*, slug: str, reference: str, line_id: int, headers) -> 
 def sandbox_line_events(*, line_id: int, reference: str) -> list[dict | None]:
     """What the sandbox reports for a line at each step (None: nothing at that step)."""
     if line_id % 7 == 0:
-        return [{"status": LS.REJECTED, "reason": REJECT_REASONS[line_id % len(REJECT_REASONS)]}, None, None, None]
+        code, reason = REJECT_REASONS[line_id % len(REJECT_REASONS)]
+        return [{"status": LS.REJECTED, "reason_code": code, "reason": reason}, None, None, None]
     carrier = CARRIERS[line_id % len(CARRIERS)]
     shipped = {"status": LS.SHIPPED, "tracking_number": f"SBX{reference[-6:]}{line_id:08d}", "carrier": carrier}
-    first = {"status": LS.ON_HOLD, "reason": HOLD_REASON} if line_id % 11 == 0 else {"status": LS.ACCEPTED}
+    if line_id % 11 == 0:
+        first = {"status": LS.ON_HOLD, "reason_code": HOLD_REASON[0], "reason": HOLD_REASON[1]}
+    else:
+        first = {"status": LS.ACCEPTED}
     return [first, {"status": LS.COMPOUNDING}, shipped, {"status": LS.DELIVERED}]
 
 
@@ -195,6 +212,7 @@ def _events(order: SandboxPartnerOrder, step: int) -> list[dict]:
                 "occurred_at": timezone.now().isoformat(),
                 "line_id": line["line_id"],
                 "reason": "",
+                "reason_code": "",
                 "tracking_number": "",
                 "carrier": "",
                 **event,

@@ -35,6 +35,7 @@ from django.utils import timezone
 from catalog.models import Offering
 from clinics.audit import Action, audit_record
 
+from .attention import attention_after_status_change
 from .models import LineEvent, Order, OrderLine, PartnerOrder
 
 S = OrderLine.Status
@@ -66,6 +67,8 @@ RESTOCKED = frozenset({S.REJECTED, S.CANCELLED})
 SHIPPED_OR_LATER = frozenset({S.SHIPPED, S.DELIVERED})
 # Lines the coordinator must act on (the "needs attention" page).
 NEEDS_ATTENTION = frozenset({S.REJECTED, S.ON_HOLD, S.FAILED})
+# A hold, a rejection or a cancellation carries a reason code (fulfillment.reasons).
+NEEDS_REASON_CODE = frozenset({S.REJECTED, S.ON_HOLD, S.CANCELLED})
 # Nothing more will happen to the line.
 TERMINAL = frozenset(status for status, targets in TRANSITIONS.items() if not targets) | {S.FAILED}
 
@@ -106,6 +109,7 @@ class ChangeDetails(TypedDict, total=False):
     payload: dict | None
     tracking_number: str
     carrier: str
+    reason_code: str  # a fulfillment.reasons.ReasonCode, for holds and rejections
 
 
 def line_apply_status(*, line: OrderLine, to: str, source: str, **details: Unpack[ChangeDetails]) -> LineEvent:
@@ -161,10 +165,12 @@ def locked_line_apply_status(*, line: OrderLine, to: str, source: str, **details
     )
     if not applied:
         return event
+    reason_code = details.get("reason_code", "") if to in NEEDS_REASON_CODE else ""
     line.status = to
     line.status_reason = reason
     line.status_changed_at = event.at
-    fields = ["status", "status_reason", "status_changed_at"]
+    line.reason_code = reason_code
+    fields = ["status", "status_reason", "status_changed_at", "reason_code"]
     if tracking_number:
         line.tracking_number = tracking_number
         fields.append("tracking_number")
@@ -182,6 +188,8 @@ def locked_line_apply_status(*, line: OrderLine, to: str, source: str, **details
             obj=line,
             detail={"from": from_status, "to": to, "source": source, "order_id": line.order_id},
         )
+    if from_status in NEEDS_ATTENTION or to in NEEDS_ATTENTION:
+        attention_after_status_change(line=line, from_status=from_status, to=to, reason=reason, reason_code=reason_code)
     _decide_money(line=line, from_status=from_status, to=to, actor=authed_actor)
     return event
 
@@ -211,7 +219,7 @@ def _decide_money(*, line: OrderLine, from_status: str, to: str, actor) -> None:
 
 
 def _refresh(line: OrderLine, fresh: OrderLine) -> None:
-    for field in ("status", "status_reason", "status_changed_at", "tracking_number", "carrier"):
+    for field in ("status", "status_reason", "status_changed_at", "reason_code", "tracking_number", "carrier"):
         setattr(line, field, getattr(fresh, field))
 
 

@@ -57,3 +57,11 @@ def purge_refused_webhook_requests() -> int:
     from .webhooks import refused_webhook_requests_purge
 
     return refused_webhook_requests_purge()
+
+
+def reclaim_partner_orders() -> list[int]:
+    """Every minute (``fulfillment.schedules``): queue again the partner orders a dead worker or a
+    lost task left sending or queued."""
+    from .dispatch import partner_orders_reclaim
+
+    return partner_orders_reclaim()

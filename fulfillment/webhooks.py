@@ -35,7 +35,9 @@ from rest_framework import serializers
 from catalog.models import Offering, Partner
 from fizy.lib import webhook_signing
 
+from .attention import attention_hold_for_staff
 from .models import LineEvent, OrderLine, RefusedWebhookRequest, WebhookEvent
+from .reasons import ReasonCode
 from .status import locked_line_apply_status, refusal_message
 
 # The scheme partners used before Standard Webhooks (accepted until WEBHOOK_LEGACY_SIGNATURES_UNTIL).
@@ -65,6 +67,7 @@ LS = OrderLine.Status
 # What a partner may report. pending / sent / failed are ours alone.
 PARTNER_STATUSES = [LS.ACCEPTED, LS.COMPOUNDING, LS.SHIPPED, LS.DELIVERED, LS.REJECTED, LS.ON_HOLD, LS.CANCELLED]
 NEEDS_REASON = {LS.REJECTED, LS.ON_HOLD, LS.CANCELLED}
+NEEDS_REASON_CODE = {LS.REJECTED, LS.ON_HOLD}
 
 
 def max_body_bytes() -> int:
@@ -107,6 +110,7 @@ class PartnerEventSerializer(serializers.Serializer):
     line_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
     status = serializers.ChoiceField(choices=PARTNER_STATUSES)
     reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+    reason_code = serializers.ChoiceField(choices=ReasonCode.values, required=False, allow_blank=True, default="")
     tracking_number = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
     carrier = serializers.CharField(max_length=40, required=False, allow_blank=True, default="")
 
@@ -114,6 +118,12 @@ class PartnerEventSerializer(serializers.Serializer):
         status = attrs["status"]
         if status in NEEDS_REASON and not attrs["reason"].strip():
             raise serializers.ValidationError({"reason": f"A reason is required when the status is {status}."})
+        if status in NEEDS_REASON_CODE and not attrs["reason_code"]:
+            raise serializers.ValidationError(
+                {"reason_code": f"A reason_code is required when the status is {status} (docs/partner-api.md)."}
+            )
+        if status == LS.CANCELLED and not attrs["reason_code"]:
+            attrs["reason_code"] = ReasonCode.OTHER
         if status == LS.SHIPPED:
             missing = {f: "Required when the status is shipped." for f in ("tracking_number", "carrier") if not attrs[f].strip()}
             if missing:
@@ -291,14 +301,31 @@ def _apply(event: WebhookEvent, partner: Partner, line: OrderLine, data: dict) -
         "occurred_at": data["occurred_at"].isoformat(),
         "status": data["status"],
         "reason": data["reason"],
+        "reason_code": data["reason_code"],
         "tracking_number": data["tracking_number"],
         "carrier": data["carrier"],
     }
+    if line.status == data["status"]:
+        # Already there (a status poll got it first, or the partner reports the same status
+        # under a new event id): applied once, nothing to record.
+        already = {"status": "duplicate", "event_id": event.event_id, "line_status": line.status,
+                   "detail": f"The line is already {LS(line.status).label.lower()}."}
+        return _finish(event, Outcome.DUPLICATE, 200, already)
+    held = line.status == LS.FAILED
+    if held:
+        payload["held"] = True
     change = locked_line_apply_status(
         line=line, to=data["status"], source=LineEvent.Source.WEBHOOK, actor_label=partner.name,
-        reason=data["reason"], payload=payload,
+        reason=data["reason"], reason_code=data["reason_code"], payload=payload,
         tracking_number=data["tracking_number"], carrier=data["carrier"],
     )
+    if held:
+        # We gave up sending this line, yet the partner reports on it: it has the order. Keep the
+        # event for staff (retrying the partner order applies it) instead of dropping it.
+        attention_hold_for_staff(line=line, event=event, status=data["status"])
+        body = {"status": "held", "event_id": event.event_id, "line_status": line.status,
+                "detail": "This line was marked failed on our side; pharmacy staff will review the event. Do not resend it."}
+        return _finish(event, Outcome.HELD, 200, body)
     if change.applied:
         return WebhookResult(
             status_code=200, data={"status": "applied", "event_id": event.event_id, "line_status": line.status}, event=event

@@ -15,6 +15,7 @@ def form_data(partner, **changes):
         "name": partner.name, "slug": partner.slug, "active": "on", "legitscript_id": partner.legitscript_id,
         "support_email": "", "support_phone": "", "api_base_url": partner.api_base_url,
         "new_api_key": "", "new_webhook_secret": "", "new_webhook_secret_next": "",
+        "sends_webhooks": "on", "poll_minutes": "15",
         "state_licenses-TOTAL_FORMS": "0", "state_licenses-INITIAL_FORMS": "0",
         "offerings-TOTAL_FORMS": "0", "offerings-INITIAL_FORMS": "0",
     }

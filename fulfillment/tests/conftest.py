@@ -55,7 +55,7 @@ def event_body(line, status, *, event_id=None, **fields) -> dict:
         "status": status,
     }
     if status in ("rejected", "on_hold", "cancelled"):
-        body["reason"] = f"{status} for a test"
+        body.update(reason=f"{status} for a test", reason_code="other")
     if status == "shipped":
         body.update(tracking_number="1ZTEST0001", carrier="UPS")
     body.update(fields)

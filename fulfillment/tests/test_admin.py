@@ -73,4 +73,35 @@ def test_retry_dispatch_action_explains_a_refusal(client_charlie, order):
     response = client_charlie.post(
         "/admin/fulfillment/partnerorder/", {"action": "retry_dispatch", ACTION: [partner_order.pk]}, follow=True
     )
-    assert "not failed; nothing to retry" in response.content.decode()
+    assert "is sent, not failed or stuck; nothing to retry" in response.content.decode()
+
+
+def test_a_staff_transition_the_state_machine_refuses_is_recorded_not_rolled_back(
+    client_charlie, charlie, order, monkeypatch
+):
+    from fulfillment import admin as fulfillment_admin
+    from fulfillment.status import line_set_status_by_staff
+
+    OrderLine.objects.filter(order=order).update(status=S.SENT)
+    ids = [str(pk) for pk in order.lines.values_list("pk", flat=True)]
+    delivered = order.lines.order_by("pk").first()
+
+    def partner_delivers_first(*, line, **kwargs):
+        # The partner's "delivered" webhook lands between the form's check and the change.
+        if line.pk == delivered.pk:
+            OrderLine.objects.filter(pk=line.pk).update(status=S.DELIVERED)
+        return line_set_status_by_staff(line=line, **kwargs)
+
+    monkeypatch.setattr(fulfillment_admin, "line_set_status_by_staff", partner_delivers_first)
+    response = client_charlie.post("/admin/fulfillment/orderline/", {
+        "action": "set_line_status", ACTION: ids, "apply": "1", "to": "cancelled", "reason": "Clinic called to stop it"},
+        follow=True)
+
+    page = response.content.decode()
+    assert f"Line {delivered.pk}: A line that is delivered cannot become cancelled." in page
+    assert "1 line(s) set to cancelled." in page
+    refused = LineEvent.objects.get(line=delivered, applied=False)
+    assert (refused.from_status, refused.to_status, refused.source, refused.actor, refused.reason) == (
+        "delivered", "cancelled", "staff", charlie, "Clinic called to stop it")
+    delivered.refresh_from_db()
+    assert delivered.status == S.DELIVERED

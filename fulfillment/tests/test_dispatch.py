@@ -189,16 +189,3 @@ def test_staff_retry_dispatch_requeues_a_failed_partner_order(rsps, charlie, dja
     assert LineEvent.objects.filter(line__partner_order=failing, to_status=S.PENDING, source="staff", actor=charlie).count() == 2
     with pytest.raises(DispatchError):
         partner_order_retry_dispatch(partner_order=failing, actor=charlie)
-
-
-def test_retry_dispatch_is_refused_once_payment_is_settled(rsps, charlie, settle_calls, django_capture_on_commit_callbacks):
-    order = order_with_lines()
-    partner_order = order.partner_orders.get()
-    rsps.post(orders_url(partner_order.partner), status=400, json={"error": "no"})
-    with django_capture_on_commit_callbacks(execute=True):
-        tasks.dispatch_partner_order(partner_order.pk)
-    assert settle_calls == [order.pk]  # every line has its answer: failed
-    partner_order.refresh_from_db()
-    with pytest.raises(DispatchError, match="already settled"):
-        partner_order_retry_dispatch(partner_order=partner_order, actor=charlie)
-

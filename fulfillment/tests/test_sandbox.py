@@ -99,3 +99,16 @@ def test_sandbox_progression_rule():
     plan = sandbox_line_events(line_id=5, reference="SBX-1")
     assert [e["status"] for e in plan] == ["accepted", "compounding", "shipped", "delivered"]
     assert plan[2]["tracking_number"] and plan[2]["carrier"]
+
+
+def test_sandbox_order_lookup_finds_an_order_by_its_idempotency_key(sandbox, client):
+    partner = sandbox_partner(sandbox, "summit")
+    auth = {"Authorization": f"Bearer {partner.api_key}"}
+    body = json.dumps({"order_id": 1, "lines": [{"line_id": 3}]})
+    placed = client.post("/sandbox/partners/summit/orders", data=body, content_type="application/json",
+                         headers={**auth, "Idempotency-Key": "k-look"}).json()
+
+    found = client.get("/sandbox/partners/summit/orders", {"idempotency_key": "k-look"}, headers=auth)
+    assert found.status_code == 200 and found.json() == placed
+    assert client.get("/sandbox/partners/summit/orders", {"idempotency_key": "other"}, headers=auth).status_code == 404
+    assert client.get("/sandbox/partners/summit/orders", {"idempotency_key": "k-look"}).status_code == 401

@@ -44,7 +44,7 @@ def fresh_sent_line():
 def body_for(line, status, event_id):
     body = {"event_id": event_id, "occurred_at": timezone.now().isoformat(), "line_id": line.pk, "status": status}
     if status == "rejected":
-        body["reason"] = "Prescriber license could not be verified"
+        body.update(reason="Prescriber license could not be verified", reason_code="license_unverified")
     if status == "shipped":
         body.update(tracking_number=f"1Z{event_id[-6:]}", carrier="UPS")
     return json.dumps(body).encode()
@@ -106,10 +106,11 @@ def test_any_delivery_order_with_replays_ends_at_the_furthest_status(client):
 def model(deliveries):
     """What the protocol promises for a sequence of (event id, status): the outcome of each
     delivery and the line's final status. Happy-path steps may skip forward; "rejected" only
-    from "sent"; nothing moves back; an id already applied is a duplicate whatever its body."""
+    from "sent"; nothing moves back; an id already applied is a duplicate whatever its body, and
+    so is a new id reporting the status the line already has (applied once)."""
     status, applied_ids, outcomes = "sent", set(), []
     for event_id, to in deliveries:
-        if event_id in applied_ids:
+        if event_id in applied_ids or to == status:
             outcomes.append("duplicate")
             continue
         legal = (to == "rejected" and status == "sent") or (
@@ -216,7 +217,7 @@ def test_legacy_signature_and_timestamp_edges_are_judged_by_the_protocol(client,
             assert refused.failed_check == RefusedWebhookRequest.Check.SIGNATURE and response.json()["error"]
             assert LineEvent.objects.count() == events_before
         else:
-            assert WebhookEvent.objects.order_by("-id").first().outcome in (W.APPLIED, W.IGNORED)
+            assert WebhookEvent.objects.order_by("-id").first().outcome in (W.APPLIED, W.IGNORED, W.DUPLICATE)
         seen.add(response.status_code)
 
     check()

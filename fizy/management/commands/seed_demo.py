@@ -117,7 +117,7 @@ class Command(BaseCommand):
                 slug=spec["slug"],
                 defaults=dict(name=spec["name"], legitscript_id=spec["legitscript"], support_email=spec["email"],
                               api_base_url=f"{settings.SANDBOX_WEBHOOK_BASE_URL}/sandbox/partners/{spec['slug']}", api_key=spec["api_key"],
-                              webhook_secret=spec["webhook_secret"]),
+                              webhook_secret=spec["webhook_secret"], order_lookup=True),
             )
             for state in spec["states"]:
                 PartnerStateLicense.objects.update_or_create(
