@@ -36,6 +36,12 @@ class Action(StrEnum):
     PATIENT_CHANGE = "patient.change"
     CLINIC_BILLING_CUSTOMER_CREATED = "clinic.billing_customer_created"
     CLINIC_PAYMENT_METHOD_SET = "clinic.payment_method_set"
+    PATIENT_NOTICES_CONSENT = "patient.notices_consent"
+    PATIENT_NOTICES_OPT_OUT = "patient.notices_opt_out"
+    PATIENT_NOTICES_OPT_IN = "patient.notices_opt_in"
+    TRACKING_LINK_REVOKE = "tracking_link.revoke"
+    NOTICE_SETTINGS_CHANGE = "notices.settings_change"
+    NOTICE_TEMPLATE_CHANGE = "notices.template_change"
 
 
 def _entry(*, action, actor=None, actor_label="", clinic=None, patient=None, obj=None, detail=None) -> AuditEntry:

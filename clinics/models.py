@@ -242,8 +242,17 @@ def validate_date_of_birth(value: datetime.date | None) -> None:
         raise ValidationError(problem, code="invalid_date_of_birth")
 
 
+class ContactPreference(models.TextChoices):
+    NONE = "", "No updates"
+    SMS = "sms", "Text message"
+    EMAIL = "email", "Email"
+    SMS_AND_EMAIL = "sms_and_email", "Text and email"
+
+
 class Patient(PostalAddress):
     """A patient of an organization; the postal address is where their medication ships."""
+
+    ContactPreference = ContactPreference
 
     organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="patients")
     chart_id = models.CharField("chart ID", max_length=40)
@@ -252,6 +261,20 @@ class Patient(PostalAddress):
     date_of_birth = models.DateField(null=True, blank=True, validators=[validate_date_of_birth])
     phone = PhoneNumberField(blank=True)
     email = models.EmailField(blank=True)
+    # Order updates to the patient (the notices app): by the channel they chose, only once they
+    # agreed, and never after they asked to stop (by a STOP reply or through their clinic).
+    contact_preference = models.CharField(
+        "order updates by", max_length=20, choices=ContactPreference.choices, default=ContactPreference.NONE,
+        blank=True,
+    )
+    notices_consent_at = models.DateTimeField(
+        "agreed to order updates at", null=True, blank=True,
+        help_text="When the patient agreed to receive order updates by text or email.",
+    )
+    notices_opted_out_at = models.DateTimeField(
+        "asked to stop order updates at", null=True, blank=True,
+        help_text="Set by a STOP reply or by the clinic; while set, the patient gets no order updates.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

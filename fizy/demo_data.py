@@ -159,6 +159,10 @@ PATIENT_PLAN = {
 }
 
 
+NOTICES_CONSENT_AT = datetime.datetime(2026, 6, 1, 15, 0, tzinfo=datetime.UTC)
+LANDLINE = "+15005550009"  # the SMS providers' test number that cannot receive texts
+
+
 def patients_for(org_name: str):
     """Yield the deterministic patient records of an organization."""
     prefix, states, count = PATIENT_PLAN[org_name]
@@ -184,6 +188,13 @@ def patients_for(org_name: str):
             "state": state,
             "zip_code": zip_code,
         }
+        # Order updates: most patients agreed to texts, some to email or both; one never agreed,
+        # one asked to stop, and one number is a landline (texts fail, the email goes instead).
+        record["contact_preference"] = "email" if i % 6 == 5 else "sms_and_email" if i % 6 == 2 else "sms"
+        record["notices_consent_at"] = None if i == 13 else NOTICES_CONSENT_AT
+        record["notices_opted_out_at"] = NOTICES_CONSENT_AT + datetime.timedelta(days=40) if i == 11 else None
+        if i == 4:
+            record["phone"] = LANDLINE
         # A few records that the cart's preflight must catch.
         if i == 5:
             record["date_of_birth"] = None

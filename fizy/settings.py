@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "routing",
     "carts",
     "fulfillment",
+    "notices",
     "fizy.apps.FizyConfig",  # project-wide commands (seed_demo, demo, check_money) and deployment checks
 ]
 
@@ -187,17 +188,48 @@ SANDBOX_WEBHOOK_BASE_URL = env.str(
     "SANDBOX_WEBHOOK_BASE_URL", default="http://" + env.str("DEMO_ADDR", default="127.0.0.1:8000")
 ).rstrip("/")
 
+# Patient notices (notices/): order updates by text (through Twilio, or the sandbox sender that
+# sends nothing) and email (Django's email framework), and the patients' tracking pages.
+# SITE_URL is this site's public address, for the links in texts and emails and for checking the
+# provider's signatures on its callbacks (they sign the exact URL they called).
+SITE_URL = env.str("SITE_URL", default="http://" + env.str("DEMO_ADDR", default="127.0.0.1:8000")).rstrip("/")
+TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
+TWILIO_FROM_NUMBER = env.str("TWILIO_FROM_NUMBER", default="")
+TWILIO_MESSAGING_SERVICE_SID = env.str("TWILIO_MESSAGING_SERVICE_SID", default="")
+TWILIO_API_BASE = env.str("TWILIO_API_BASE", default="")  # only for pointing the client at a fake server
+TWILIO_TIMEOUT = env.float("TWILIO_TIMEOUT", default=10.0)
+SMS_BACKEND = env.str("SMS_BACKEND", default="twilio" if TWILIO_ACCOUNT_SID else "sandbox")
+# Email: EMAIL_URL (smtp+tls://user:password@host:587); without it, files under var/mail with
+# DEBUG (the demo; the Notices page shows them too), else SMTP on localhost.
+if env.str("EMAIL_URL", default=""):
+    vars().update(env.email_url("EMAIL_URL"))
+elif DEBUG:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = BASE_DIR / "var" / "mail"
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Fizy order updates <updates@fizy.example>")
+# Lines of one patient that reach a milestone within this many seconds share one notice.
+NOTICE_BATCH_SECONDS = env.int("NOTICE_BATCH_SECONDS", default=60)
+# The tracking page refreshes itself this often while something can still change.
+TRACKING_POLL_SECONDS = env.int("TRACKING_POLL_SECONDS", default=15)
+
+# The cache holds rate-limit counters (the tracking page). With several web workers or machines
+# set CACHE_URL to a shared cache (redis://host:6379/1) so the limits hold across them.
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+
 # Production fails closed: with DEBUG off, the sandbox payment gateway and sandbox partners (which
 # move no money and ship nothing) refuse to start unless explicitly allowed.
 FIZY_ALLOW_SANDBOX = env.bool("FIZY_ALLOW_SANDBOX", default=DEBUG)
 if not DEBUG and not FIZY_ALLOW_SANDBOX:
     _sandboxes = [name for name, on in (("the sandbox payment gateway (no STRIPE_SECRET_KEY is set)",
                                          PAYMENT_GATEWAY == "sandbox"),
-                                        ("the sandbox partner pharmacies (SANDBOX_PARTNERS)", SANDBOX_PARTNERS)) if on]
+                                        ("the sandbox partner pharmacies (SANDBOX_PARTNERS)", SANDBOX_PARTNERS),
+                                        ("the sandbox SMS sender (no TWILIO_ACCOUNT_SID is set)", SMS_BACKEND == "sandbox"))
+                  if on]
     if _sandboxes:
         raise ImproperlyConfigured(
             f"DEBUG is off but {' and '.join(_sandboxes)} would be used: no money would move and nothing would ship. "
-            "Set STRIPE_SECRET_KEY (and STRIPE_WEBHOOK_SECRET) and turn SANDBOX_PARTNERS off, or set "
+            "Set STRIPE_SECRET_KEY (and STRIPE_WEBHOOK_SECRET) and the TWILIO_* variables and turn SANDBOX_PARTNERS off, or set "
             "FIZY_ALLOW_SANDBOX=true for a staging server that must not charge cards."
         )
 

@@ -21,5 +21,6 @@ urlpatterns = [
     path("", include("clinics.urls")),
     path("", include("carts.urls")),
     path("", include("fulfillment.urls")),
+    path("", include("notices.urls")),
     path("api/stripe/events", stripe_events, name="stripe-events"),
 ]

@@ -5,7 +5,7 @@ from django.core.management import call_command
 from catalog.models import Offering, Partner, Product
 from clinics.models import Clinic, Membership, Organization, Patient, Prescriber, PrescriberLicense
 
-OUR_APPS = ["clinics", "catalog", "routing", "carts", "fulfillment"]
+OUR_APPS = ["clinics", "catalog", "routing", "carts", "fulfillment", "notices"]
 
 
 def _counts():

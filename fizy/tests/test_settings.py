@@ -14,6 +14,9 @@ PROD_ENV = {
     "STRIPE_SECRET_KEY": "sk_live_placeholder_for_the_check",
     "STRIPE_WEBHOOK_SECRET": "whsec_placeholder_for_the_check",
     "FIELD_ENCRYPTION_KEYS": "w8Jm9tQ1FzSbKQ3m0q3lqV0xYcKxJ6bL2D2m3nYqk2Y=",
+    "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+    "TWILIO_AUTH_TOKEN": "placeholder_auth_token_for_the_check",
+    "TWILIO_FROM_NUMBER": "+15125550000",
 }
 
 
@@ -85,3 +88,10 @@ def test_check_deploy_flags_a_stripe_key_without_a_webhook_secret():
     result = _manage("check", "--deploy", "--fail-level", "WARNING", env=env)
     assert result.returncode != 0
     assert "fizy.W001" in result.stderr + result.stdout and "STRIPE_WEBHOOK_SECRET" in result.stderr + result.stdout
+
+
+def test_debug_off_without_twilio_refuses_to_start():
+    env = {k: v for k, v in PROD_ENV.items() if not k.startswith("TWILIO_")}
+    result = _manage("check", env=env)
+    assert result.returncode != 0
+    assert "the sandbox SMS sender (no TWILIO_ACCOUNT_SID is set) would be used" in result.stderr

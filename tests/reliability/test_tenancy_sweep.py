@@ -37,6 +37,13 @@ ID_BEARING = {
     "fulfillment:receipt": {"pk": "order"},
     "fulfillment:charge-again": {"pk": "order", "line_pk": "order_line"},
     "fulfillment:line-cancel": {"pk": "order", "line_pk": "order_line"},
+    "notices:order": {"pk": "order"},
+    "notices:link-revoke": {"pk": "order", "patient_pk": "patient"},
+    "notices:link-new": {"pk": "order", "patient_pk": "patient"},
+    "notices:patient": {"pk": "patient"},
+    # No id, but path parameters: clinic admins' template pages (bob, a coordinator, gets 403).
+    "notices:template": {"milestone": "milestone", "channel": "channel"},
+    "notices:template-preview": {"milestone": "milestone", "channel": "channel"},
 }
 # Coordinator URLs without an id in the path: they act on the user's own clinic only (the ids
 # they take in the query or the form — patient, product, clinic — are clinic A's in this sweep).
@@ -45,6 +52,7 @@ OWN_CLINIC = {
     "carts:cart", "carts:patient-results", "carts:product-results", "carts:add-panel", "carts:patient-new",
     "carts:line-add", "carts:acknowledge-all", "carts:validate", "carts:checkout", "carts:refills", "carts:import",
     "carts:import-confirm", "carts:import-sample", "fulfillment:orders", "fulfillment:attention", "fulfillment:payments",
+    "notices:index", "notices:patients", "notices:settings",
 }
 # Anyone may reach these.
 PUBLIC = {"login", "logout", "favicon"}
@@ -54,6 +62,9 @@ SIGNED_APIS = {
     "fulfillment:sandbox-orders": {"slug": "partner_slug"},
     "fulfillment:sandbox-cancel-line": {"slug": "partner_slug", "reference": "partner_reference", "line_id": "order_line"},
     "stripe-events": {},
+    "notices:twilio-status": {},
+    "notices:twilio-inbound": {},
+    "notices:track": {"token": "token"},  # a patient's signed link; a wrong one shows nothing (404)
 }
 # Regex patterns cannot be filled generically: each is listed with what is requested instead.
 REGEX_FILLS = {
@@ -111,6 +122,7 @@ def world(clinic_a, alice, bob, clinic_b):
         "cart_line": cart_line.pk, "patient": patient.pk, "order": order.pk, "order_line": order_line.pk,
         "partner_slug": partner.slug, "partner_reference": order_line.partner_order.partner_reference or "REF",
         "clinic": clinic_a.pk, "alice": alice.pk, "product": product.pk, "prescriber": prescriber.pk,
+        "milestone": "shipped", "channel": "sms", "token": "x.y",
     }
     # For admin URLs: one of clinic A's objects of each registered model, where it has one.
     a_objects = {
@@ -243,7 +255,7 @@ def sweep(client, bob, world, *, dry_run=False):
                                             or (key == "admin:login" and status == 200)  # "not authorized" page
                                             or (key == "admin:logout" and location == "/admin/")):
                     problems.append(f"{where}: {status} {location} (bob is not staff)")
-                if kind == "api" and status not in (400, 401, 404, 405):
+                if kind == "api" and status not in (400, 401, 403, 404, 405):
                     problems.append(f"{where}: {status} (no signature or API key was sent)")
                 if kind == "own" and status not in (200, 302, 400, 403, 404, 405):
                     problems.append(f"{where}: {status}")

@@ -15,10 +15,11 @@ from fizy import demo_data as data
 from fizy.lib.identifiers import dea_from_base, npi_from_base
 from fizy.lib.payments import SANDBOX_CARDS
 from fulfillment.models import Order, OrderLine, PartnerOrder, PaymentEvent
+from notices.models import NoticeSettings
 from routing.engine import route_preview
 from routing.models import RoutingRule
 
-STAFF_APPS = ["clinics", "catalog", "routing", "carts", "fulfillment"]
+STAFF_APPS = ["clinics", "catalog", "routing", "carts", "fulfillment", "notices"]
 
 
 class Command(BaseCommand):
@@ -78,6 +79,12 @@ class Command(BaseCommand):
                 chart_id = record.pop("chart_id")
                 Patient.objects.update_or_create(organization=org, chart_id=chart_id, defaults=record)
         self._history(clinics)
+        # Austin's quiet hours are off in the demo, so that patients' texts show at any hour of the
+        # day; Denver and Miami keep the default 21:00–08:00.
+        NoticeSettings.objects.update_or_create(
+            clinic=clinics["Bloom Wellness — Austin"],
+            defaults={"quiet_hours_start": datetime.time(0, 0), "quiet_hours_end": datetime.time(0, 0)},
+        )
 
         self.stdout.write(self.style.SUCCESS(
             f"Demo data ready: {Organization.objects.count()} organizations, {Clinic.objects.count()} clinics, "
