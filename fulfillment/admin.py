@@ -6,20 +6,42 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from fizy.lib.admin import ActionsOnlyAdmin, ReadOnlyAdmin, ReadOnlyInline
 
 from .dispatch import DispatchError, partner_order_retry_dispatch
 from .models import LineEvent, Order, OrderLine, PartnerOrder, PaymentEvent, RefusedWebhookRequest, WebhookEvent
+from .selectors import partner_order_rollup, partner_orders_with_rollup
 from .status import LineStatusError, allowed_targets, line_set_status_by_staff
+
+
+class OrderNumberSearchMixin:
+    """The order number as printed or read out ("FZ-000036", "fz 36") finds its order; any other
+    text goes through the usual search fields. ``order_number_lookup`` is the path to the order id."""
+
+    order_number_lookup = "order_id"
+
+    def get_search_results(self, request, queryset, search_term):
+        order_id = Order.id_from_number(search_term)
+        if order_id is not None and search_term.strip().upper().startswith(("FZ", "#")):
+            return queryset.filter(**{self.order_number_lookup: order_id}), False
+        return super().get_search_results(request, queryset, search_term)
+
+
+@admin.display(description="status")
+def rolled_up_status(partner_order):
+    return partner_order_rollup(partner_order)
 
 
 class PartnerOrderInline(ReadOnlyInline):
     model = PartnerOrder
-    fields = ["partner", "status", "partner_reference", "attempts", "last_error", "sent_at", "next_attempt_at"]
+    fields = ["partner", rolled_up_status, "partner_reference", "attempts", "last_error", "sent_at", "next_attempt_at"]
     readonly_fields = fields
     show_change_link = True
+
+    def get_queryset(self, request):
+        return partner_orders_with_rollup(super().get_queryset(request).select_related("partner"))
 
 
 class OrderLineInline(ReadOnlyInline):
@@ -38,22 +60,50 @@ class LineEventInline(ReadOnlyInline):
 
 
 @admin.register(Order)
-class OrderAdmin(ActionsOnlyAdmin):
+class OrderAdmin(OrderNumberSearchMixin, ReadOnlyAdmin):
+    """An order is what the clinic submitted: staff look it up (by the number the clinic reads
+    out, a patient's name or chart id, a partner's reference) and never edit it here."""
+
     list_display = ["number", "clinic", "placed_at", "placed_by", "total", "payment_status", "settlement_requested_at"]
     list_filter = ["payment_status", "clinic"]
     list_select_related = ["clinic__organization", "placed_by"]
-    search_fields = ["=id", "payment_reference", "clinic__name"]
+    search_fields = [
+        "=id", "payment_reference", "clinic__name", "lines__patient__first_name", "lines__patient__last_name",
+        "=lines__patient__chart_id", "=partner_orders__partner_reference",
+    ]
+    search_help_text = "An order number (FZ-000036), a patient's name or chart id, a partner's reference, a clinic."
+    order_number_lookup = "pk"
+    ordering = ["-placed_at", "-id"]
     date_hierarchy = "placed_at"
+    exclude = ["ship_to"]
+    readonly_fields = ["ship_to_display"]
     inlines = [PartnerOrderInline, OrderLineInline]
+
+    @admin.display(description="ship to")
+    def ship_to_display(self, order):
+        ship_to = order.ship_to or {}
+        address = ship_to.get("address") or {}
+        street = ", ".join(p for p in (address.get("line1"), address.get("line2")) if p)
+        place = " ".join(p for p in (f"{address.get('city', '')},", address.get("state"), address.get("zip")) if p)
+        rows = [
+            ("Clinic", ship_to.get("clinic")), ("NPI", ship_to.get("npi")), ("DEA", ship_to.get("dea")),
+            ("Address", street), ("", place.strip(" ,")),
+        ]
+        return format_html_join("", "<div>{}{}</div>", ((f"{label}: " if label else "", value) for label, value in rows if value))
 
 
 @admin.register(PartnerOrder)
-class PartnerOrderAdmin(ActionsOnlyAdmin):
-    list_display = ["__str__", "partner", "status", "attempts", "partner_reference", "last_error", "sent_at"]
+class PartnerOrderAdmin(OrderNumberSearchMixin, ActionsOnlyAdmin):
+    list_display = ["__str__", "partner", rolled_up_status, "attempts", "partner_reference", "last_error", "sent_at"]
     list_filter = ["status", "partner"]
     list_select_related = ["order", "partner"]
     search_fields = ["=order__id", "partner_reference"]
+    search_help_text = "An order number (FZ-000036) or the partner's reference."
+    ordering = ["-order_id", "partner__name"]
     actions = ["retry_dispatch"]
+
+    def get_queryset(self, request):
+        return partner_orders_with_rollup(super().get_queryset(request))
 
     @admin.action(description="Retry dispatch of the selected failed or stuck partner orders", permissions=["change"])
     def retry_dispatch(self, request, queryset):
@@ -78,11 +128,16 @@ class SetLineStatusForm(forms.Form):
 
 
 @admin.register(OrderLine)
-class OrderLineAdmin(ActionsOnlyAdmin):
+class OrderLineAdmin(OrderNumberSearchMixin, ActionsOnlyAdmin):
     list_display = ["id", "order_link", "patient", "product_name", "quantity", "partner", "status", "status_changed_at"]
     list_filter = ["status", "partner_order__partner"]
     list_select_related = ["order", "patient", "partner_order__partner"]
-    search_fields = ["=id", "=order__id", "patient__last_name", "patient__chart_id", "tracking_number"]
+    search_fields = [
+        "=id", "=order__id", "patient__first_name", "patient__last_name", "=patient__chart_id", "tracking_number",
+        "=partner_order__partner_reference",
+    ]
+    search_help_text = "An order number (FZ-000036), a patient's name or chart id, a tracking number, a partner's reference."
+    ordering = ["-id"]
     inlines = [LineEventInline]
     actions = ["set_line_status"]
 

@@ -1,3 +1,4 @@
+import re
 import uuid
 from decimal import Decimal
 
@@ -11,6 +12,9 @@ from clinics.models import Clinic, Patient, Prescriber
 from fizy.lib.money import MoneyField
 
 from .reasons import ReasonCode
+
+
+_ORDER_NUMBER_RE = re.compile(r"^\s*(?:FZ[\s-]*|#)?0*(\d{1,12})\s*$", re.IGNORECASE)
 
 
 class Order(models.Model):
@@ -60,6 +64,13 @@ class Order(models.Model):
     @property
     def number(self) -> str:
         return f"FZ-{self.pk:06d}" if self.pk else "FZ-new"
+
+    @staticmethod
+    def id_from_number(text: str) -> int | None:
+        """The order id in an order number as printed or read out ("FZ-000036", "fz 36", "#36",
+        "36"); None when ``text`` is not an order number."""
+        match = _ORDER_NUMBER_RE.match(text or "")
+        return int(match.group(1)) if match else None
 
     @property
     def net_charged(self) -> Decimal:

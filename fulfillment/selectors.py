@@ -200,3 +200,32 @@ def lines_awaiting_charge(*, clinic) -> list[OrderLine]:
     """Accepted lines whose follow-up charge the bank declined: the clinic must fix its card."""
     return list(OrderLine.objects.filter(order__clinic=clinic, charge_failed_at__isnull=False, amount_charged=0)
                 .select_related("order", "patient").order_by("charge_failed_at"))
+
+
+# --- staff (admin) -----------------------------------------------------------------------------
+
+FINAL_LINE_STATUSES = [S.DELIVERED, S.REJECTED, S.CANCELLED, S.FAILED]
+
+
+def partner_orders_with_rollup(partner_orders):
+    """``partner_orders`` annotated with how many lines each has and how many ended in each final
+    status, for :func:`partner_order_rollup` (one query for the list, not one per row)."""
+    per_final = {f"lines_{value}": Count("lines", filter=Q(lines__status=value)) for value in FINAL_LINE_STATUSES}
+    return partner_orders.annotate(lines_total=Count("lines"), **per_final)
+
+
+def partner_order_rollup(partner_order) -> str:
+    """The partner order's status as its lines tell it: a sent order whose lines have all ended is
+    no longer "Sent" but "Delivered", "Rejected", ... or "Closed: 2 delivered, 1 rejected".
+    Needs the annotations of :func:`partner_orders_with_rollup`."""
+    if partner_order.status != partner_order.Status.SENT:
+        return partner_order.get_status_display()
+    ended = {value: getattr(partner_order, f"lines_{value}") for value in FINAL_LINE_STATUSES}
+    total, final = partner_order.lines_total, sum(ended.values())
+    if not total or final < total:
+        open_lines = total - final
+        return f"Sent ({open_lines} of {total} lines open)" if final else "Sent"
+    present = [(S(value).label.lower(), n) for value, n in ended.items() if n]
+    if len(present) == 1:
+        return S(next(v for v, n in ended.items() if n)).label
+    return "Closed: " + ", ".join(f"{n} {label}" for label, n in present)

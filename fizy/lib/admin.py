@@ -2,6 +2,7 @@
 deleted by hand, and some are only ever looked at."""
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 
 
 class NoAddDeleteMixin:
@@ -16,11 +17,23 @@ class NoAddDeleteMixin:
 
 
 class ActionsOnlyAdmin(NoAddDeleteMixin, admin.ModelAdmin):
-    """Every field is shown read-only; staff change these rows only through the admin actions
-    (which call a service), e.g. "Retry dispatch" or "Set line status"."""
+    """Every field is shown read-only (but those in ``exclude``, shown some other way); staff change
+    these rows only through the admin actions (which call a service), e.g. "Retry dispatch" or
+    "Set line status". The change page has no Save buttons and refuses a posted form."""
 
     def get_readonly_fields(self, request, obj=None):
-        return list(dict.fromkeys([f.name for f in self.model._meta.fields] + list(self.readonly_fields)))
+        shown = [f.name for f in self.model._meta.fields if f.name not in (self.exclude or ())]
+        return list(dict.fromkeys(shown + list(self.readonly_fields)))
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        # Nothing on the page is editable: no Save buttons, and a posted form changes nothing.
+        if request.method == "POST":
+            raise PermissionDenied
+        extra_context = {
+            **(extra_context or {}),
+            "show_save": False, "show_save_and_continue": False, "show_save_and_add_another": False,
+        }
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
 
 class ReadOnlyAdmin(ActionsOnlyAdmin):
