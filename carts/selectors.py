@@ -202,3 +202,53 @@ def refills_due(*, clinic: Clinic, within_days: int = 7, cart: Cart | None = Non
                                  days_left=(runs_out - today).days, in_cart=(patient_id, product_id) in in_cart))
     due.sort(key=lambda d: (d.runs_out_on, d.patient.last_name, d.patient.first_name))
     return due
+
+
+@dataclass(frozen=True)
+class SkippedRefill:
+    """A selected refill that was not added, and why (the Refills due page says so)."""
+
+    patient: Patient | None
+    product: Product | None
+    reason: str
+
+    def __str__(self) -> str:
+        if self.patient is None:
+            return f"A selected refill: {self.reason}"
+        return f"{self.patient.full_name} — {self.product.name}: {self.reason}"
+
+
+def _refill_key(key: str) -> tuple[int, int] | None:
+    patient_id, _, product_id = (key or "").partition(":")
+    if patient_id.isascii() and patient_id.isdigit() and product_id.isascii() and product_id.isdigit():
+        return int(patient_id), int(product_id)
+    return None
+
+
+def refills_chosen(*, clinic: Clinic, keys, within_days: int, cart: Cart | None = None,
+                   today=None) -> tuple[list[RefillDue], list[SkippedRefill]]:
+    """The selected refills (``keys`` from the page) that can be added now, soonest first, and
+    those that cannot, each with the reason: already in the cart, or no longer due in the window
+    (ordered since, or the window changed). In a fixed number of queries."""
+    due = {d.key: d for d in refills_due(clinic=clinic, within_days=within_days, cart=cart, today=today)}
+    chosen, skipped, unknown = [], [], []
+    for key in dict.fromkeys(keys):
+        item = due.get(key)
+        if item is None:
+            unknown.append(key)
+        elif item.in_cart:
+            skipped.append(SkippedRefill(item.patient, item.product, "already in the cart, so it was not added again."))
+        else:
+            chosen.append(item)
+    pairs = [pair for pair in map(_refill_key, unknown) if pair]
+    patients = Patient.objects.filter(organization_id=clinic.organization_id, pk__in={p for p, _ in pairs}).in_bulk()
+    products = Product.objects.filter(pk__in={p for _, p in pairs}).in_bulk() if patients else {}
+    reason = f"not due within {within_days} days any more (it was ordered since, or the list changed)."
+    for key in unknown:
+        patient_id, product_id = _refill_key(key) or (None, None)
+        if patient_id in patients and product_id in products:
+            skipped.append(SkippedRefill(patients[patient_id], products[product_id], reason))
+        else:  # not this organization's, or not a refill at all: say nothing about it
+            skipped.append(SkippedRefill(None, None, "not one of this clinic's refills due."))
+    chosen.sort(key=lambda d: (d.runs_out_on, d.patient.last_name, d.patient.first_name))
+    return chosen, skipped

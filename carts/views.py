@@ -370,12 +370,15 @@ def _refill_window(value, default: int = 7) -> int:
 
 
 def _refills_add(request, cart):
-    wanted = set(request.POST.getlist("item"))
+    """Add the selected refills; say which selected ones were not added, and why."""
     days = _refill_window(request.POST.get("days"))  # the window the coordinator was looking at
-    due = {d.key: d for d in selectors.refills_due(clinic=request.clinic, within_days=days, cart=cart)}
-    chosen = [due[key] for key in wanted if key in due]
+    chosen, skipped = selectors.refills_chosen(clinic=request.clinic, keys=request.POST.getlist("item"),
+                                               within_days=days, cart=cart)
+    for item in skipped:
+        messages.warning(request, f"Skipped {item}")
     if not chosen:
-        messages.warning(request, "Select at least one patient to add to the cart.")
+        if not skipped:
+            messages.warning(request, "Select at least one patient to add to the cart.")
         return redirect(f"{request.path}?days={days}")
     items = [
         LineInput(patient=d.patient, product=d.product, prescriber=d.last_line.prescriber,

@@ -178,3 +178,17 @@ def test_acknowledge_all_warnings_at_once(client_alice, clinic_a, product, line)
     assert AuditEntry.objects.filter(action="cart.acknowledge").count() == 2
     client_alice.post(reverse("carts:acknowledge-all"))  # again: nothing left to acknowledge
     assert AuditEntry.objects.filter(action="cart.acknowledge").count() == 2
+
+
+def test_editing_a_flagged_line_keeps_its_problem_beside_the_field_and_lists_licensed_prescribers_first(client_alice, line):
+    org = line.cart.clinic.organization
+    line.patient.state = "TX"
+    line.patient.save(update_fields=["state"])
+    line.prescriber.licenses.update(state="OK")
+    kim = PrescriberFactory(organization=org, first_name="Rachel", last_name="Zeta")
+    PrescriberLicenseFactory(prescriber=kim, state="TX")
+    body = client_alice.get(reverse("carts:line", args=[line.pk]), {"edit": "1"}).content.decode()
+    prescriber_cell = body[body.index('data-label="Prescriber"'):]
+    assert 'data-code="prescriber_not_licensed_in_state"' in prescriber_cell.split("</td>")[0]
+    options = prescriber_cell[prescriber_cell.index("<select"):prescriber_cell.index("</select>")]
+    assert options.index("Rachel Zeta, MD · licensed in TX") < options.index(f"{line.prescriber.last_name}, MD · no active TX license")

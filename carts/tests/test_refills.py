@@ -92,3 +92,26 @@ def test_refill_items_of_another_clinic_are_ignored(client_bob, clinic_a, due_wo
 def test_adding_nothing_says_to_select_someone(client_alice, due_world):
     response = client_alice.post(reverse("carts:refills"), {"days": 7}, follow=True)
     assert "Select at least one patient" in response.content.decode()
+
+
+def test_selected_refills_not_added_are_named_with_the_reason(client_alice, clinic_a, alice, due_world, monkeypatch):
+    """Four selected, two added: the page says which two were skipped and why."""
+    monkeypatch.setattr("django.utils.timezone.localdate", lambda *a, **k: TODAY)
+    patients, sema, ldn = due_world
+    keys = [d.key for d in refills_due(clinic=clinic_a, within_days=30, today=TODAY)]  # seen with a 30-day window
+    cart_add_lines(clinic=clinic_a, actor=alice, items=[LineInput(patient=patients["Soon"], product=sema,
+                                                                  prescriber=None, quantity=1)])
+    response = client_alice.post(reverse("carts:refills"), {"days": 7, "item": keys}, follow=True)
+    page = response.content.decode()
+    assert f"Skipped {patients['Soon'].full_name} — Semaglutide: already in the cart" in page
+    assert f"Skipped {patients['Later'].full_name} — Semaglutide: not due within 7 days" in page
+    assert "Added 1 line to the cart." in page
+    assert CartLine.objects.get(patient=patients["Soon"]).quantity == 1  # not merged a second time
+
+
+def test_refills_of_another_organization_are_skipped_without_naming_them(client_bob, clinic_a, due_world):
+    due = refills_due(clinic=clinic_a, within_days=7, today=TODAY)
+    page = client_bob.post(reverse("carts:refills"), {"days": 7, "item": [d.key for d in due]}, follow=True).content.decode()
+    assert "not one of this clinic&#x27;s refills due" in page
+    assert not any(d.patient.last_name in page for d in due)
+    assert not CartLine.objects.exists()
