@@ -52,15 +52,26 @@ def bob(clinic_b):
 
 
 @pytest.fixture
-def charlie(db):
-    """Pharmacy staff: reaches the admin, belongs to no clinic."""
-    from django.contrib.auth.models import Permission
+def make_staff(db):
+    """``make_staff("sam", SUPPORT)``: a Fizy staff user (reaches the admin) in the given roles
+    (clinics/roles.py), belonging to no clinic."""
+    from django.contrib.auth.models import Group
 
-    user = UserFactory(username="charlie", is_staff=True)
-    user.user_permissions.set(
-        Permission.objects.filter(content_type__app_label__in=["clinics", "catalog", "routing", "carts", "fulfillment"])
-    )
-    return user
+    def make(username, *roles):
+        user = UserFactory(username=username, is_staff=True)
+        user.groups.set(Group.objects.filter(name__in=[role.group for role in roles]))
+        return user
+
+    return make
+
+
+@pytest.fixture
+def charlie(make_staff):
+    """Pharmacy staff in every staff role (support, dispatch, finance, integrations, user admin):
+    reaches the admin, belongs to no clinic. Tests of one role use ``make_staff``."""
+    from clinics.roles import ROLES
+
+    return make_staff("charlie", *ROLES)
 
 
 @pytest.fixture

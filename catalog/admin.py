@@ -117,7 +117,11 @@ class PartnerAdmin(admin.ModelAdmin):
     readonly_fields = ["credentials"]
 
     def get_fieldsets(self, request, obj=None):
-        integration = ["api_base_url", "credentials", "order_lookup", "status_api", "sends_webhooks", "poll_minutes"]
+        # Only the integrations role (catalog.change_partner_credentials) sees the credential fields
+        # (whether each is set, and the write-only inputs); the values are never shown to anyone.
+        integration = ["api_base_url", "order_lookup", "status_api", "sends_webhooks", "poll_minutes"]
+        if request.user.has_perm(CREDENTIALS_PERMISSION):
+            integration.insert(1, "credentials")
         if request.user.has_perm(CREDENTIALS_PERMISSION) and self.has_change_permission(request, obj):
             integration += ["new_api_key", "new_webhook_secret", "new_webhook_secret_next", "promote_next_secret",
                             "clear_webhook_secret_next"]

@@ -1,4 +1,6 @@
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 
 from fizy.lib.admin import ReadOnlyAdmin
 from fizy.lib.dates import parse_us_or_iso_date
@@ -26,6 +28,12 @@ class OrganizationAdmin(admin.ModelAdmin):
                            "receipt; charged with the accepted lines only. Drug prices stay pass-through.",
         }),
     ]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Fees are money: only the finance role sets them (others see them).
+        if request.user.has_perm("clinics.change_platform_fee"):
+            return self.readonly_fields
+        return [*self.readonly_fields, "platform_fee_percent", "platform_fee_fixed"]
 
     @admin.display(description="clinics")
     def clinic_count(self, obj):
@@ -113,3 +121,26 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     search_fields = ["action", "actor__username", "patient__last_name", "patient__chart_id", "object_id"]
     list_select_related = ["actor", "clinic__organization", "patient"]
     date_hierarchy = "at"
+
+
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class StaffUserAdmin(UserAdmin):
+    """User admins (clinics/roles.py) manage users and give staff their roles (groups); only a
+    superuser makes superusers, grants single permissions or changes a superuser."""
+
+    SUPERUSER_ONLY = ["is_superuser", "user_permissions"]
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if not request.user.is_superuser:
+            readonly += self.SUPERUSER_ONLY
+        return readonly
+
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and obj.is_superuser and not request.user.is_superuser:
+            return False
+        return super().has_change_permission(request, obj)

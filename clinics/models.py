@@ -82,6 +82,7 @@ class Organization(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [("change_platform_fee", "Can set an organization's platform fee (finance)")]
 
     def __str__(self):
         return self.name

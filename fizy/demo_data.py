@@ -31,7 +31,17 @@ ORGANIZATIONS = {
 MULTI_CLINIC_LOGIN = ("bloom.admin", "Bloom Wellness Group", ["Bloom Wellness — Austin", "Bloom Wellness — Denver"])
 # Every demo clinic has a clinic admin (Billing: the saved card); Miami's is its own.
 CLINIC_ADMIN_LOGINS = [("vitalis.admin", "Marco", "Reyes", ["Vitalis Telehealth — Miami"])]
-STAFF_LOGIN = "ops"
+# Fizy's own staff, one login per role (clinics/roles.py); finance2 and integrations2 are the second
+# staff member who approves a large refund or a partner API URL change.
+STAFF_LOGINS = [
+    ("support", "Sam", "Support", "Support"),
+    ("dispatch", "Dee", "Dispatch", "Dispatch"),
+    ("finance", "Fran", "Finance", "Finance"),
+    ("finance2", "Felix", "Finance", "Finance"),
+    ("integrations", "Ira", "Integrations", "Integrations"),
+    ("integrations2", "Iris", "Integrations", "Integrations"),
+    ("useradmin", "Uma", "Useradmin", "User admin"),
+]
 
 # The demo partners are the built-in sandbox pharmacy (fulfillment/sandbox.py) served by this
 # same site: orders are POSTed to it (at settings.SANDBOX_WEBHOOK_BASE_URL + /sandbox/partners/<slug>),

@@ -23,7 +23,7 @@ def test_seed_demo_twice_changes_no_row_counts(capsys):
     call_command("seed_demo")
     assert _counts() == first
     out = capsys.readouterr().out
-    assert "austin" in out and "ops" in out and "fizy-demo-2026" in out
+    assert "austin" in out and "support" in out and "integrations2" in out and "fizy-demo-2026" in out
 
 
 @pytest.mark.django_db

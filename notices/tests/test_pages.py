@@ -40,12 +40,13 @@ def test_coordinators_and_strangers_do_not_see_the_notices_page(client, client_a
     assert client.get("/notices/").status_code == 302
 
 
-def test_staff_with_the_permission_see_every_clinic(client, charlie, sent, clinic_b):
-    client.force_login(charlie)
+def test_staff_with_the_permission_see_every_clinic(client, make_staff, sent, clinic_b):
+    staff = make_staff("norole")
+    client.force_login(staff)
     assert client.get("/notices/").status_code == 403
-    charlie.user_permissions.add(Permission.objects.get(codename="view_message"))
-    charlie = type(charlie).objects.get(pk=charlie.pk)  # permissions are cached on the user
-    client.force_login(charlie)
+    staff.user_permissions.add(Permission.objects.get(codename="view_message"))
+    staff = type(staff).objects.get(pk=staff.pk)  # permissions are cached on the user
+    client.force_login(staff)
     page = client.get("/notices/").content.decode()
     assert "Annabel" in page and "Benedict" in page
     page = client.get(f"/notices/?clinic={clinic_b.pk}").content.decode()

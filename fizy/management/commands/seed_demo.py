@@ -4,7 +4,7 @@ import datetime
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
@@ -18,8 +18,6 @@ from fulfillment.models import Order, OrderLine, PartnerOrder, PaymentEvent
 from notices.models import NoticeSettings
 from routing.engine import route_preview
 from routing.models import RoutingRule
-
-STAFF_APPS = ["clinics", "catalog", "routing", "carts", "fulfillment", "notices"]
 
 
 class Command(BaseCommand):
@@ -65,11 +63,10 @@ class Command(BaseCommand):
                                                     defaults={"role": Membership.Role.CLINIC_ADMIN})
             logins.append((username, "clinic admin of " + " and ".join(clinic_names)))
 
-        staff = self._user(User, data.STAFF_LOGIN, first_name="Pat", last_name="Ops", is_staff=True)
-        group, _ = Group.objects.get_or_create(name="Pharmacy operations")
-        group.permissions.set(Permission.objects.filter(content_type__app_label__in=STAFF_APPS))
-        staff.groups.add(group)
-        logins.append((data.STAFF_LOGIN, "pharmacy staff (admin at /admin/)"))
+        for username, first, last, group_name in data.STAFF_LOGINS:
+            staff = self._user(User, username, first_name=first, last_name=last, is_staff=True)
+            staff.groups.set([Group.objects.get(name=group_name)])
+            logins.append((username, f"Fizy staff, {group_name.lower()} role (admin at /admin/)"))
 
         self._catalog()
         self._prescribers(orgs)
@@ -93,7 +90,7 @@ class Command(BaseCommand):
         ))
         self.stdout.write(f"Logins (password for all: {data.PASSWORD}):")
         for username, role in logins:
-            self.stdout.write(f"  {username:<12} {role}")
+            self.stdout.write(f"  {username:<14} {role}")
 
     def _sandbox_card(self, spec) -> dict:
         """A saved sandbox card, as a clinic admin would have set up on the Billing page. The Miami
