@@ -106,6 +106,13 @@ def lines_by_partner(lines) -> list[tuple[object, list[CartLine], Decimal]]:
             for partner, group in groups.values()]
 
 
+def lines_by_patient(review: CartReview) -> list[tuple[Patient, list[CartLine], Decimal]]:
+    """The review's lines per patient, with each patient's subtotal (landed costs, shipping
+    shares included): [(patient, lines, subtotal)], in the cart's order."""
+    return [(patient, lines, sum((l.decision.landed_cost or ZERO for l in lines if l.decision), ZERO))
+            for patient, lines in review.groups]
+
+
 def cart_lines(*, cart: Cart) -> list[CartLine]:
     # The page shows neither phone nor email; parsing each patient's phone number costs more than
     # the query. Lines share the cart object instead of loading a cart and clinic copy each.

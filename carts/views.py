@@ -342,6 +342,7 @@ def checkout(request):
     review = selectors.cart_review(cart=cart)
     return render(request, "carts/checkout.html", {
         "nav": "cart", "review": review, "by_partner": selectors.lines_by_partner(review.lines),
+        "by_patient": selectors.lines_by_patient(review),
         "clinic": request.clinic, "error": error, "changes": changes,
         "quote": signing.dumps(Quote.of(review.price).as_dict(), salt=QUOTE_SALT),
     })

@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from fizy.lib.money import ZERO
@@ -68,6 +68,14 @@ def tracking_url(carrier: str, number: str) -> str:
     return template.format(number) if template and number else ""
 
 
+def status_label(value: str) -> str:
+    """A line status as a coordinator reads it: "on hold", not "on_hold"."""
+    try:
+        return S(value).label.lower()
+    except ValueError:
+        return (value or "").replace("_", " ")
+
+
 def status_summary(counts: dict[str, int]) -> list[dict]:
     """[{status, label, count, tone}] for the statuses present, in state-machine order."""
     return [
@@ -77,12 +85,26 @@ def status_summary(counts: dict[str, int]) -> list[dict]:
     ]
 
 
-def orders_for_clinic(*, clinic):
-    """The clinic's orders, newest first, each with ``n_lines`` and a count per status. One query."""
+def orders_for_clinic(*, clinic, search: str = "", status: str = "", placed_from=None, placed_to=None):
+    """The clinic's orders, newest first, each with ``n_lines`` and a count per status. One query.
+    Narrowed to orders with a line for a patient matching ``search`` (name words or chart id),
+    with a line in ``status``, and placed between ``placed_from`` and ``placed_to`` (dates)."""
     per_status = {f"n_{value}": Count("lines", filter=Q(lines__status=value)) for value in S.values}
+    orders = Order.objects.filter(clinic=clinic)
+    if search.split():
+        lines = OrderLine.objects.filter(order=OuterRef("pk"))
+        for word in search.split()[:5]:
+            lines = lines.filter(Q(patient__first_name__icontains=word) | Q(patient__last_name__icontains=word)
+                                 | Q(patient__chart_id__iexact=word))
+        orders = orders.filter(Exists(lines))
+    if status:
+        orders = orders.filter(Exists(OrderLine.objects.filter(order=OuterRef("pk"), status=status)))
+    if placed_from:
+        orders = orders.filter(placed_at__date__gte=placed_from)
+    if placed_to:
+        orders = orders.filter(placed_at__date__lte=placed_to)
     return (
-        Order.objects.filter(clinic=clinic)
-        .select_related("placed_by")
+        orders.select_related("placed_by")
         .annotate(n_lines=Count("lines"), **per_status)
         .order_by("-placed_at", "-id")
     )
@@ -124,6 +146,7 @@ def _decorate(lines) -> list[OrderLine]:
     for line in lines:
         line.tracking_url = tracking_url(line.carrier, line.tracking_number)
         line.tone = STATUS_TONE.get(line.status, "")
+        line.last_event_label = status_label(line.last_event_to) if getattr(line, "last_event_to", None) else ""
     return lines
 
 
@@ -148,8 +171,12 @@ def line_for_clinic(*, clinic, order_pk: int, line_pk: int) -> OrderLine | None:
     )
 
 
-def line_events(*, line: OrderLine):
-    return line.events.select_related("actor").order_by("-at", "-id")
+def line_events(*, line: OrderLine) -> list[LineEvent]:
+    """The line's status changes, newest first, each with ``from_label`` and ``to_label``."""
+    events = list(line.events.select_related("actor").order_by("-at", "-id"))
+    for event in events:
+        event.from_label, event.to_label = status_label(event.from_status), status_label(event.to_status)
+    return events
 
 
 def attention_lines(*, clinic, days: int = ATTENTION_DAYS) -> list[OrderLine]:

@@ -4,6 +4,9 @@ Every view goes through ``clinic_required`` and looks ids up inside ``request.cl
 clinic's order or line is a 404.
 """
 
+import datetime
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404
@@ -23,10 +26,29 @@ from .settlement import PaymentServiceError, line_retry_charge
 POLL_SECONDS = 5
 
 
+def _date_or_none(value: str):
+    try:
+        return datetime.date.fromisoformat((value or "").strip())
+    except ValueError:
+        return None
+
+
 @clinic_required
 def orders(request):
-    page = Paginator(selectors.orders_for_clinic(clinic=request.clinic), 25).get_page(request.GET.get("page"))
-    context = {"nav": "orders", "page": page, "orders": selectors.orders_with_summary(page.object_list)}
+    """The clinic's orders, searchable by patient and filterable by a line status and the dates placed."""
+    search = request.GET.get("q", "").strip()[:100]
+    status = request.GET.get("status", "")
+    if status not in OrderLine.Status.values:
+        status = ""
+    placed_from, placed_to = _date_or_none(request.GET.get("from")), _date_or_none(request.GET.get("to"))
+    found = selectors.orders_for_clinic(clinic=request.clinic, search=search, status=status,
+                                        placed_from=placed_from, placed_to=placed_to)
+    page = Paginator(found, 25).get_page(request.GET.get("page"))
+    filters = {key: value for key, value in {"q": search, "status": status, "from": placed_from and placed_from.isoformat(),
+                                             "to": placed_to and placed_to.isoformat()}.items() if value}
+    context = {"nav": "orders", "page": page, "orders": selectors.orders_with_summary(page.object_list),
+               "q": search, "status": status, "placed_from": placed_from, "placed_to": placed_to,
+               "statuses": OrderLine.Status.choices, "filtered": bool(filters), "filter_query": urlencode(filters)}
     return render(request, "fulfillment/orders.html", context)
 
 
@@ -52,6 +74,13 @@ def order(request, pk: int):
         "n_lines": sum(counts.values()),
         "poll_seconds": 0 if selectors.order_is_settled_for_status(counts) else POLL_SECONDS,
     }
+    # A line's history opens in a row under the line (and stays open while the page polls).
+    history_pk = request.GET.get("history", "")
+    if history_pk.isascii() and history_pk.isdigit():
+        history = next((line for line in lines if line.pk == int(history_pk)), None)
+        if history is not None:
+            context.update(history=history, events=selectors.line_events(line=history),
+                           focus_history=bool(request.htmx) and request.htmx.trigger != "order-lines")
     template = "fulfillment/order.html#order-lines" if request.htmx else "fulfillment/order.html"
     return render(request, template, context)
 

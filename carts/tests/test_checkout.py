@@ -140,6 +140,22 @@ def test_checkout_page_shows_lines_by_partner_total_and_card(client_alice, ready
     assert 'id="place-order"' in page and f'name="version" value="{ready_cart["cart"].version}"' in page
 
 
+def test_review_groups_by_patient_with_subtotals_then_by_pharmacy_and_keeps_place_order_in_view(client_alice, ready_cart):
+    page = client_alice.get(reverse("carts:checkout")).content.decode()
+    ann, bo = ready_cart["ann"], ready_cart["bo"]
+    ann_group = page.split(f'id="review-patient-{ann.pk}"')[1].split("</tbody>")[0]
+    bo_group = page.split(f'id="review-patient-{bo.pk}"')[1].split("</tbody>")[0]
+    assert "Lee, Ann" in ann_group and ann_group.count('<tr class="line">') == 2
+    assert '<strong>$345.00</strong>' in ann_group  # 2 × $150 + $20 ship, 30 × $0.50 + $10 ship
+    assert '<strong>$170.00</strong>' in bo_group
+    by_pharmacy = page.split('id="review-by-pharmacy"')[1]
+    assert page.index('id="review-by-patient"') < page.index('id="review-by-pharmacy"')
+    assert "Cedar" in by_pharmacy and "$490.00" in by_pharmacy and "$25.00" in by_pharmacy
+    bar = page.split('id="place-order-bar"')[1]
+    assert 'class="card place-order sticky-bar"' in page and "Place order · $515.00" in bar
+    assert "onsubmit" not in page
+
+
 def test_placing_the_order_goes_to_its_status_page(client_alice, ready_cart):
     response = client_alice.post(reverse("carts:checkout"), place_order_data(client_alice))
     order = Order.objects.get()

@@ -23,3 +23,16 @@ def pk_url(pk, viewname: str) -> str:
     if key not in _url_templates:
         _url_templates[key] = reverse(viewname, args=[int(_PLACEHOLDER)])
     return _url_templates[key].replace(_PLACEHOLDER, str(int(pk)), 1)
+
+
+@register.filter
+def ago(value) -> str:
+    """ "just now" under a minute, else "5 minutes ago" (``timesince``'s words)."""
+    if not value:
+        return ""
+    from django.utils import timezone
+    from django.utils.timesince import timesince
+
+    if (timezone.now() - value).total_seconds() < 60:
+        return "just now"
+    return f"{timesince(value)} ago"

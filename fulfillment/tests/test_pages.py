@@ -63,7 +63,61 @@ def test_line_history(client_alice, order_a):
         line_apply_status(line=line, to=S.ACCEPTED, source="webhook")
     page = client_alice.get(f"/orders/{order_a.pk}/lines/{line.pk}", headers={"HX-Request": "true"}).content.decode()
     assert page.lstrip().startswith('<section id="line-history"')
-    assert "sent → shipped" in page and "shipped ↛ accepted (refused)" in page
+    assert "sent to pharmacy → shipped" in page and "shipped ↛ accepted (refused)" in page
+
+
+def test_order_page_reads_plainly_on_hold_and_just_now(client_alice, order_a):
+    page = client_alice.get(f"/orders/{order_a.pk}").content.decode()
+    assert "→ on hold" in page and "on_hold" not in page.split('id="order-lines"')[1].replace('data-status="on_hold"', "")
+    assert "just now" in page and "0\xa0minutes ago" not in page and "0 minutes ago" not in page
+
+
+def test_a_lines_history_opens_in_a_row_under_it_and_stays_open_while_polling(client_alice, order_a):
+    shipped = order_a.lines.get(status=S.SHIPPED)
+    page = client_alice.get(f"/orders/{order_a.pk}", {"history": shipped.pk, "status": ""},
+                            headers={"HX-Request": "true", "HX-Trigger": f"history-link-{shipped.pk}"}).content.decode()
+    assert page.lstrip().startswith('<section id="order-lines"')
+    row = page.index(f'<tr id="line-{shipped.pk}"')
+    history = page.index(f'<tr class="history-row" id="history-{shipped.pk}"')
+    assert row < history and page.count("<tr id=\"line-", row, history) == 1  # right under its row
+    assert "sent to pharmacy → shipped" in page and "autofocus" in page
+    assert f"history={shipped.pk}" in page.split("hx-get=")[1].split(" ")[0]  # the poll keeps it open
+    polled = client_alice.get(f"/orders/{order_a.pk}", {"history": shipped.pk},
+                              headers={"HX-Request": "true", "HX-Trigger": "order-lines"}).content.decode()
+    assert f'id="history-{shipped.pk}"' in polled and "autofocus" not in polled  # polling does not move focus
+
+
+def test_another_orders_line_is_not_opened_as_history(client_alice, clinic_a, order_a):
+    other = order_with_lines(clinic=clinic_a, lines_per_partner=1).lines.first()
+    page = client_alice.get(f"/orders/{order_a.pk}", {"history": other.pk}).content.decode()
+    assert "history-row" not in page
+
+
+def test_orders_list_searches_by_patient_status_and_date(client_alice, clinic_a, order_a):
+    import datetime
+
+    from django.utils import timezone
+
+    other = order_with_lines(clinic=clinic_a, lines_per_partner=1)
+    OrderLine.objects.filter(order=other).update(status=S.DELIVERED)
+    old = order_with_lines(clinic=clinic_a, lines_per_partner=1)
+    type(old).objects.filter(pk=old.pk).update(placed_at=timezone.now() - datetime.timedelta(days=40))
+    on_hold = order_a.lines.select_related("patient").get(status=S.ON_HOLD).patient
+
+    def listed(**query):
+        page = client_alice.get("/orders/", query).content.decode()
+        return {o.number for o in (order_a, other, old) if o.number in page}
+
+    assert listed() == {order_a.number, other.number, old.number}
+    assert listed(q=on_hold.last_name) == {order_a.number}
+    assert listed(q=on_hold.chart_id) == {order_a.number}
+    assert listed(status="on_hold") == {order_a.number}
+    assert listed(status="delivered") == {other.number}
+    since = (timezone.localdate() - datetime.timedelta(days=7)).isoformat()
+    assert listed(**{"from": since}) == {order_a.number, other.number}
+    assert listed(to=(timezone.localdate() - datetime.timedelta(days=30)).isoformat()) == {old.number}
+    assert listed(status="nonsense", **{"from": "not-a-date"}) == {order_a.number, other.number, old.number}
+    assert "No order matches these filters." in client_alice.get("/orders/", {"q": "zzzz-nobody"}).content.decode()
 
 
 def test_attention_lists_rejected_on_hold_and_failed_with_next_steps(client_alice, order_a):
