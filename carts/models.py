@@ -54,6 +54,11 @@ class CartLine(models.Model):
     )
     notes = models.TextField(blank=True)
     acknowledged_warnings = models.JSONField(default=list, blank=True, help_text="Warning codes a coordinator accepted.")
+    pharmacy_flag = models.JSONField(
+        default=dict, blank=True,
+        help_text="What a pharmacy reported when this line was re-ordered from a rejected one: the reason code, the "
+                  "field it points at and that field's value then (carts.reorder). Flagged until the field changes.",
+    )
     added_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -25,6 +25,7 @@ MERGED = {
     Action.CART_ADD: Action.CART_ADD_MERGE,
     Action.CART_REFILL: Action.CART_REFILL_MERGE,
     Action.CART_IMPORT: Action.CART_IMPORT_MERGE,
+    Action.CART_REORDER: Action.CART_REORDER_MERGE,
 }
 
 

@@ -79,6 +79,9 @@ CLINICAL_DIFFERENCE_REQUIRED = "clinical_difference_required"
 NO_ELIGIBLE_PARTNER = "no_eligible_partner"
 OUT_OF_STOCK = "out_of_stock"
 DUPLICATE_THERAPY = "duplicate_therapy"
+# What a pharmacy reported on the order line this cart line re-orders: "pharmacy_" + its reason
+# code (fulfillment.reasons), on the field it points at, until that field changes.
+PHARMACY_PREFIX = "pharmacy_"
 
 # What the cart summary lists for each flagged line, next to the patient and product.
 TITLES = {
@@ -102,6 +105,12 @@ TITLES = {
     NO_ELIGIBLE_PARTNER: "no pharmacy can fill it",
     OUT_OF_STOCK: "not enough in stock",
     DUPLICATE_THERAPY: "refill too soon (warning)",
+    "pharmacy_sig_unclear": "the pharmacy found the directions unclear",
+    "pharmacy_license_unverified": "the pharmacy could not verify the prescriber",
+    "pharmacy_dob_mismatch": "the pharmacy's date of birth did not match",
+    "pharmacy_prescription_needed": "the pharmacy needs a signed prescription",
+    "pharmacy_clinical_question": "the pharmacist had a clinical question",
+    "pharmacy_address_undeliverable": "the pharmacy could not deliver to the address",
 }
 
 MIN_DAYS_SUPPLY = 1
@@ -438,7 +447,36 @@ def _check_duplicate_therapy(line, facts: _Facts) -> Iterator[Problem]:
                        severity=WARNING, fixes=[Fix(ACKNOWLEDGE, "Order anyway"), REMOVE])
 
 
+def _check_pharmacy_flag(line, facts: _Facts) -> Iterator[Problem]:
+    """A line re-ordered from a rejected one: what the pharmacy reported stays flagged on its field
+    until that field changes (an error blocks checkout; a warning may be acknowledged)."""
+    from .reorder import flag_value
+
+    flag = line.pharmacy_flag or {}
+    field = flag.get("field")
+    if not field or flag_value(line, field) != flag.get("value"):
+        return
+    said = f" (“{flag['message']}”)" if flag.get("message") else ""
+    message = (f"{flag.get('partner', 'The pharmacy')} rejected this line in order {flag.get('order_number', '')}: "
+               f"{flag.get('label', '').lower()}{said}. {flag.get('todo', '')}")
+    severity = ERROR if flag.get("severity") == ERROR else WARNING
+    if field == "sig":
+        fixes = [_type_it("sig", "Directions")]
+    elif field == "prescriber":
+        fixes = _prescriber_fixes(line, facts) if line.patient.state else []
+    elif field == "clinical_difference":
+        fixes = [_type_it("clinical_difference", "Clinical difference statement")]
+    elif flag.get("reason_code") == "dob_mismatch":
+        fixes = [Fix(SET_PATIENT_FIELD, "Date of birth", "date_of_birth")]
+    else:
+        fixes = [Fix(SET_PATIENT_FIELD, "Address", "address_line1")]
+    if severity == WARNING:
+        fixes = [*fixes, Fix(ACKNOWLEDGE, "Checked, order as is")]
+    yield _problem(line, field, PHARMACY_PREFIX + flag.get("reason_code", "other"), message, severity, fixes)
+
+
 CHECKS = (
+    _check_pharmacy_flag,
     _check_patient,
     _check_product,
     _check_prescriber,

@@ -3,7 +3,7 @@
 from django.contrib import messages
 from django.core import signing
 from django.template.defaultfilters import pluralize
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -15,11 +15,14 @@ from django_htmx.http import reswap, retarget
 from clinics.patients import PATIENT_FIX_FIELDS, PatientError, patient_create, patient_search, patient_update
 from clinics.tenancy import clinic_required
 
+from fulfillment.selectors import order_line_for_clinic
+
 from . import selectors
 from .forms import CartLineForm, CsvUploadForm, PatientFixForm, PatientQuickForm
 from .imports import ImportFileError, parse_refill_csv, sample_csv
 from .models import CartLine
 from .checkout import CheckoutError, Quote, TotalChanged, cart_checkout
+from .reorder import cart_reorder_line
 from .services import (
     EDITABLE_FIELDS,
     CartError,
@@ -455,3 +458,23 @@ def import_sample(request):
     response = HttpResponse(sample_csv(clinic=request.clinic), content_type="text/csv")
     response["Content-Disposition"] = 'attachment; filename="fizy-refill-list-sample.csv"'
     return response
+
+
+# --- Re-order from Needs attention ----------------------------------------------------------
+
+
+@clinic_required
+@require_POST
+def reorder(request, line_pk: int):
+    """One click: a rejected (or unsent) order line back in the cart, the pharmacy's problem flagged."""
+    if order_line_for_clinic(clinic=request.clinic, line_pk=line_pk) is None:
+        raise Http404("No such order line in this clinic.")
+    try:
+        line, _ = cart_reorder_line(clinic=request.clinic, order_line_id=line_pk, actor=request.user)
+    except CartError as exc:
+        messages.error(request, str(exc))
+        return redirect("fulfillment:attention")
+    flagged = line.pharmacy_flag.get("field", "").replace("_", " ")
+    messages.success(request, f"{line.product.name} for {line.patient.full_name} is back in the cart"
+                              + (f", with the {flagged} flagged: fix it before checkout." if flagged else "."))
+    return redirect("carts:cart")

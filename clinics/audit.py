@@ -14,6 +14,8 @@ class Action(StrEnum):
     CART_REFILL_MERGE = "cart.refill.merge"
     CART_IMPORT = "cart.import"
     CART_IMPORT_MERGE = "cart.import.merge"
+    CART_REORDER = "cart.reorder"
+    CART_REORDER_MERGE = "cart.reorder.merge"
     CART_CHANGE = "cart.change"
     CART_ACKNOWLEDGE = "cart.acknowledge"
     CART_REMOVE = "cart.remove"

@@ -81,6 +81,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "clinics.context_processors.clinic_switcher",
+                "fulfillment.context_processors.attention_badge",
             ],
         },
     },

@@ -7,7 +7,8 @@ from django.utils import timezone
 
 from fizy.lib.money import ZERO
 
-from .models import LineEvent, Order, OrderLine, PaymentEvent
+from .models import AttentionItem, LineEvent, Order, OrderLine, PaymentEvent
+from .reasons import reason_for
 from .status import NEEDS_ATTENTION, NEVER_CHARGED, TERMINAL
 
 # Lines that never reached the patient do not count as "what they last got".
@@ -189,6 +190,60 @@ def attention_lines(*, clinic, days: int = ATTENTION_DAYS) -> list[OrderLine]:
         .order_by("-status_changed_at", "-id")
     )
     return _decorate(lines)
+
+
+def order_line_for_clinic(*, clinic, line_pk: int) -> OrderLine | None:
+    """One of the clinic's order lines by id (None for another clinic's), with what re-ordering it
+    needs: patient, product, prescriber, its order and partner."""
+    return (
+        OrderLine.objects.filter(pk=line_pk, order__clinic=clinic)
+        .select_related("order", "patient", "product", "prescriber", "partner_order__partner")
+        .first()
+    )
+
+
+# --- the Needs attention worklist ----------------------------------------------------------------
+
+ItemAudience = AttentionItem.Audience
+
+
+def attention_open_count(*, clinic) -> int:
+    """How many items the clinic has open (the navigation badge). One query on an index."""
+    return AttentionItem.objects.filter(clinic=clinic, audience=ItemAudience.CLINIC, resolved_at__isnull=True).count()
+
+
+def attention_items(*, clinic, resolved: bool = False, limit: int = 200) -> list[AttentionItem]:
+    """The clinic's open items, oldest first (the worklist), or the most recently resolved ones;
+    each with its line, order, patient and partner, and ``reason`` (plain words and what to do,
+    from ``fulfillment.reasons``). One query."""
+    items = (
+        AttentionItem.objects.filter(clinic=clinic, audience=ItemAudience.CLINIC, resolved_at__isnull=not resolved)
+        .select_related("line__order", "line__patient", "line__partner_order__partner", "resolved_by",
+                        "replacement_line__partner_order__partner")
+        .order_by(*(["-resolved_at", "-id"] if resolved else ["opened_at", "id"]))[:limit]
+    )
+    items = list(items)
+    for item in items:
+        item.reason = reason_for(item.reason_code) if item.reason_code else None
+        item.line.tone = STATUS_TONE.get(item.line.status, "")
+    return items
+
+
+def attention_item_for_clinic(*, clinic, pk: int) -> AttentionItem | None:
+    return (
+        AttentionItem.objects.filter(pk=pk, clinic=clinic, audience=ItemAudience.CLINIC)
+        .select_related("line__order", "line__patient", "line__partner_order__partner")
+        .first()
+    )
+
+
+def open_items_by_line(*, lines) -> dict[int, AttentionItem]:
+    """The open clinic item of each of ``lines`` that has one (the order page's actions). One query."""
+    ids = [line.pk for line in lines if line.status in NEEDS_ATTENTION]
+    if not ids:
+        return {}
+    items = AttentionItem.objects.filter(line_id__in=ids, audience=ItemAudience.CLINIC, resolved_at__isnull=True)
+    return {item.line_id: item for item in items}
 
 
 # --- money the clinic sees -----------------------------------------------------------------------

@@ -7,6 +7,7 @@ app_name = "fulfillment"
 urlpatterns = [
     path("orders/", views.orders, name="orders"),
     path("orders/attention", views.attention, name="attention"),
+    path("orders/attention/<int:pk>/dismiss", views.attention_dismiss, name="attention-dismiss"),
     path("orders/<int:pk>", views.order, name="order"),
     path("orders/<int:pk>/lines/<int:line_pk>", views.line, name="line"),
     path("orders/<int:pk>/receipt", views.receipt, name="receipt"),

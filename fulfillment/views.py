@@ -19,6 +19,8 @@ from fizy.lib.payments import PaymentError
 from fizy.lib.spreadsheet import csv_download
 
 from . import selectors
+from .attention import AttentionError
+from .attention import attention_dismiss as attention_dismiss_item
 from .models import OrderLine
 from .cancellation import CANCELLABLE, CancellationError, line_request_cancellation
 from .settlement import PaymentServiceError, line_retry_charge
@@ -96,13 +98,33 @@ def line(request, pk: int, line_pk: int):
 
 
 @clinic_required
+@require_GET
 def attention(request):
+    """The worklist: open items (oldest first), or the resolved ones (``?tab=resolved``)."""
+    resolved = request.GET.get("tab") == "resolved"
     context = {
         "nav": "attention",
-        "lines": selectors.attention_lines(clinic=request.clinic),
-        "days": selectors.ATTENTION_DAYS,
+        "items": selectors.attention_items(clinic=request.clinic, resolved=resolved),
+        "resolved": resolved,
+        "open_count": selectors.attention_open_count(clinic=request.clinic),
     }
     return render(request, "fulfillment/attention.html", context)
+
+
+@clinic_required
+@require_POST
+def attention_dismiss(request, pk: int):
+    """A coordinator closes an item with a reason (the clinic handled it another way)."""
+    item = selectors.attention_item_for_clinic(clinic=request.clinic, pk=pk)
+    if item is None:
+        raise Http404("No such item in this clinic.")
+    try:
+        attention_dismiss_item(item=item, actor=request.user, reason=request.POST.get("reason", ""))
+    except AttentionError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Dismissed: {item.line.product_name} for {item.line.patient.full_name}.")
+    return redirect("fulfillment:attention")
 
 
 def _order_or_404(request, pk: int):

@@ -9,16 +9,15 @@ from django.db.models import Prefetch, Q, QuerySet
 
 from clinics.models import Clinic
 from fulfillment.models import Order, OrderLine
-from fulfillment.selectors import attention_lines
+from fulfillment.selectors import attention_items
 
 from .models import Message, Notice, TrackingLink
 
 
 def digest_items(*, clinic: Clinic) -> list[OrderLine]:
-    """What the coordinators' daily digest lists: the clinic's open Needs-attention items (today:
-    rejected, on-hold and failed lines of recent orders). The one place to switch to the
-    Needs-attention worklist (open items, overdue lines) when it exists."""
-    return attention_lines(clinic=clinic)
+    """What the coordinators' daily digest lists: the lines of the clinic's open Needs-attention
+    items (rejected, on hold or not sent, until re-ordered, answered, rerouted or dismissed)."""
+    return [item.line for item in attention_items(clinic=clinic)]
 
 
 def coordinator_emails(*, clinic: Clinic) -> list[str]:

@@ -161,6 +161,7 @@ def test_a_complete_line_has_no_problems(line):
 def test_every_code_has_a_case():
     codes_in_module = {value for name, value in vars(v).items() if name.isupper() and isinstance(value, str)
                        and value.islower() and "_" in value}
+    codes_in_module.discard(v.PHARMACY_PREFIX)  # pharmacy flags: carts/tests/test_reorder.py
     assert codes_in_module - {case.code for case in CASES} == {v.CART_EMPTY, v.DUPLICATE_THERAPY}  # tested below
 
 

@@ -130,7 +130,11 @@ def test_choosing_a_patient_defaults_the_prescriber_to_their_last_one(client_ali
 def test_every_cart_url_refuses_another_clinics_ids(client_bob, line_a):
     """Bob (clinic B) walks every cart URL with clinic A's line and patient ids."""
     a_line, a_patient = line_a.pk, line_a.patient_id
+    from fulfillment.tests.factories import order_with_lines
+
+    a_order_line = order_with_lines(clinic=line_a.cart.clinic, lines_per_partner=1).lines.get().pk
     requests = {
+        "reorder": [("post", {"line_pk": a_order_line}, {})],
         "line": [("get", {"pk": a_line}, {}), ("get", {"pk": a_line}, {"edit": 1})],
         "line-save": [("post", {"pk": a_line}, {"quantity": 9, "sig": "x", "refills": 0})],
         "line-remove": [("post", {"pk": a_line}, {})],

@@ -124,10 +124,10 @@ def test_attention_lists_rejected_on_hold_and_failed_with_next_steps(client_alic
     response = client_alice.get("/orders/attention")
     page = response.content.decode()
     assert response.context["nav"] == "attention"
-    assert "License not verified" in page and "add this patient" in page
-    assert "Awaiting prescriber callback" in page and "Contact" in page
+    assert "License not verified" in page and "Re-order" in page
+    assert "Awaiting prescriber callback" in page and "Dismiss" in page
     shipped = order_a.lines.get(status=S.SHIPPED)
-    assert f'id="line-{shipped.pk}"' not in page
+    assert f'data-line="{shipped.pk}"' not in page
 
 
 def test_another_clinics_order_and_line_ids_are_404_on_every_coordinator_url(client_bob, clinic_b, order_a):

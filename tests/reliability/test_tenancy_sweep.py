@@ -18,7 +18,7 @@ from carts.services import LineInput, cart_add_lines
 from catalog.tests.factories import OfferingFactory, PartnerFactory, ProductFactory
 from clinics.models import AuditEntry, Clinic, Membership, Patient, Prescriber
 from clinics.tests.factories import PatientFactory, PrescriberFactory, PrescriberLicenseFactory
-from fulfillment.models import LineEvent, Order, OrderLine, PartnerOrder, PaymentEvent, WebhookEvent
+from fulfillment.models import AttentionItem, LineEvent, Order, OrderLine, PartnerOrder, PaymentEvent, WebhookEvent
 from fulfillment.status import line_apply_status
 from fulfillment.tests.factories import order_with_lines
 
@@ -32,6 +32,8 @@ ID_BEARING = {
     "carts:line-acknowledge": {"pk": "cart_line"},
     "carts:line-fix": {"pk": "cart_line"},
     "carts:patient-fix": {"pk": "patient"},
+    "carts:reorder": {"line_pk": "order_line"},
+    "fulfillment:attention-dismiss": {"pk": "attention_item"},
     "fulfillment:order": {"pk": "order"},
     "fulfillment:line": {"pk": "order", "line_pk": "order_line"},
     "fulfillment:receipt": {"pk": "order"},
@@ -115,6 +117,8 @@ def world(clinic_a, alice, bob, clinic_b):
     line_apply_status(line=order_line, to="accepted", source="webhook")
     PaymentEvent.objects.create(order=order, clinic=clinic_a, kind="authorized", amount=order.total, gateway="sandbox")
     WebhookEvent.objects.create(partner=partner, partner_slug=partner.slug, event_id="evt-a", outcome="applied")
+    item = AttentionItem.objects.create(clinic=clinic_a, line=order_line, kind=AttentionItem.Kind.ON_HOLD,
+                                        reason_code="clinical_question", message="A's pharmacist asks")
     # Clinic B has a cart of its own, so bob's pages have something to render.
     cart_add_lines(clinic=clinic_b, actor=bob, items=[LineInput(
         patient=PatientFactory(organization=clinic_b.organization), product=product, prescriber=None, quantity=1)])
@@ -122,7 +126,7 @@ def world(clinic_a, alice, bob, clinic_b):
         "cart_line": cart_line.pk, "patient": patient.pk, "order": order.pk, "order_line": order_line.pk,
         "partner_slug": partner.slug, "partner_reference": order_line.partner_order.partner_reference or "REF",
         "clinic": clinic_a.pk, "alice": alice.pk, "product": product.pk, "prescriber": prescriber.pk,
-        "milestone": "shipped", "channel": "sms", "token": "x.y",
+        "milestone": "shipped", "channel": "sms", "token": "x.y", "attention_item": item.pk,
     }
     # For admin URLs: one of clinic A's objects of each registered model, where it has one.
     a_objects = {
@@ -152,6 +156,7 @@ def clinic_a_fingerprint(clinic):
         "partner_orders": list(PartnerOrder.objects.filter(order__clinic=clinic).order_by("pk").values()),
         "order_lines": list(lines.order_by("pk").values()),
         "line_events": LineEvent.objects.filter(line__in=lines).count(),
+        "attention": list(AttentionItem.objects.filter(clinic=clinic).order_by("pk").values()),
         "payment_events": PaymentEvent.objects.filter(clinic=clinic).count(),
         "audit": AuditEntry.objects.filter(clinic=clinic).count(),
     }
