@@ -1,8 +1,24 @@
 """The audit trail: one row per write that changes a patient's order (and the clinic's billing)."""
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from enum import StrEnum
 
 from .models import AuditEntry
+
+# Who acts when there is no user: a clinic's API key (its name), set around a service call by
+# :func:`acting_as`. Services keep taking ``actor=None``; their audit rows carry this label.
+_acting_as: ContextVar[str] = ContextVar("audit_acting_as", default="")
+
+
+@contextmanager
+def acting_as(label: str):
+    """Audit rows written inside this block without a user name ``label`` as their actor."""
+    token = _acting_as.set(label)
+    try:
+        yield
+    finally:
+        _acting_as.reset(token)
 
 
 class Action(StrEnum):
@@ -44,6 +60,13 @@ class Action(StrEnum):
     TRACKING_LINK_REVOKE = "tracking_link.revoke"
     NOTICE_SETTINGS_CHANGE = "notices.settings_change"
     NOTICE_TEMPLATE_CHANGE = "notices.template_change"
+    API_KEY_CREATE = "api_key.create"
+    API_KEY_REVOKE = "api_key.revoke"
+    API_READ = "api.read"
+    API_CART_READY = "api.cart_ready_for_review"
+    API_WEBHOOK_SUBSCRIBE = "api.webhook_subscribe"
+    API_WEBHOOK_UNSUBSCRIBE = "api.webhook_unsubscribe"
+    API_WEBHOOK_RESEND = "api.webhook_resend"
 
 
 def _entry(*, action, actor=None, actor_label="", clinic=None, patient=None, obj=None, detail=None) -> AuditEntry:
@@ -51,7 +74,7 @@ def _entry(*, action, actor=None, actor_label="", clinic=None, patient=None, obj
     return AuditEntry(
         action=Action(action).value,
         actor=actor if authed else None,
-        actor_label=actor_label or ("" if authed else "system"),
+        actor_label=actor_label or ("" if authed else (_acting_as.get() or "system")),
         clinic=clinic,
         patient=patient,
         object_type=obj._meta.label if obj is not None else "",

@@ -54,6 +54,9 @@ INSTALLED_APPS = [
     "carts",
     "fulfillment",
     "notices",
+    "clinic_api",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "fizy.apps.FizyConfig",  # project-wide commands (seed_demo, demo, check_money) and deployment checks
 ]
 
@@ -141,6 +144,29 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# The clinic API (clinic_api/, docs/clinic-api.md): requests per API key, the largest body.
+CLINIC_API_RATE = env.str("CLINIC_API_RATE", default="600/min")
+CLINIC_API_MAX_BODY_BYTES = env.int("CLINIC_API_MAX_BODY_BYTES", default=512 * 1024)
+# Outbound webhooks to the clinics: attempts per delivery, the first retry's wait (doubling), timeout.
+CLINIC_WEBHOOK_MAX_ATTEMPTS = env.int("CLINIC_WEBHOOK_MAX_ATTEMPTS", default=8)
+CLINIC_WEBHOOK_BACKOFF_SECONDS = env.float("CLINIC_WEBHOOK_BACKOFF_SECONDS", default=30.0)
+CLINIC_WEBHOOK_TIMEOUT = env.float("CLINIC_WEBHOOK_TIMEOUT", default=10.0)
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Fizy clinic API",
+    "DESCRIPTION": "Fill the clinic's cart from your EHR and follow every line. See docs/clinic-api.md.",
+    "VERSION": "1.0.0",
+    "OAS_VERSION": "3.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "PREPROCESSING_HOOKS": ["clinic_api.schema.only_clinic_api"],
+    # The docs page's JavaScript is served from our own static files (no CDN: offline and CSP).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Payments. Without a Stripe secret key the sandbox gateway is used (demo, tests).

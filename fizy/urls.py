@@ -22,5 +22,6 @@ urlpatterns = [
     path("", include("carts.urls")),
     path("", include("fulfillment.urls")),
     path("", include("notices.urls")),
+    path("", include("clinic_api.urls")),
     path("api/stripe/events", stripe_events, name="stripe-events"),
 ]

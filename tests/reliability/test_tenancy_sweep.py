@@ -15,6 +15,7 @@ from django.urls import URLResolver, get_resolver
 
 from carts.models import Cart, CartLine
 from carts.services import LineInput, cart_add_lines
+from clinic_api.models import ApiKey
 from catalog.tests.factories import OfferingFactory, PartnerFactory, ProductFactory
 from clinics.models import AuditEntry, Clinic, Membership, Patient, Prescriber
 from clinics.tests.factories import PatientFactory, PrescriberFactory, PrescriberLicenseFactory
@@ -46,6 +47,7 @@ ID_BEARING = {
     # No id, but path parameters: clinic admins' template pages (bob, a coordinator, gets 403).
     "notices:template": {"milestone": "milestone", "channel": "channel"},
     "notices:template-preview": {"milestone": "milestone", "channel": "channel"},
+    "clinic_api:key-revoke": {"pk": "api_key"},
 }
 # Coordinator URLs without an id in the path: they act on the user's own clinic only (the ids
 # they take in the query or the form — patient, product, clinic — are clinic A's in this sweep).
@@ -55,9 +57,10 @@ OWN_CLINIC = {
     "carts:line-add", "carts:acknowledge-all", "carts:validate", "carts:checkout", "carts:refills", "carts:import",
     "carts:import-confirm", "carts:import-sample", "fulfillment:orders", "fulfillment:attention", "fulfillment:payments",
     "notices:index", "notices:patients", "notices:settings",
+    "clinic_api:settings", "clinic_api:key-create",
 }
 # Anyone may reach these.
-PUBLIC = {"login", "logout", "favicon"}
+PUBLIC = {"login", "logout", "favicon", "clinic_api:schema", "clinic_api:docs"}
 # Machine endpoints authenticated by a signature or an API key, never by a session.
 SIGNED_APIS = {
     "fulfillment:partner-events": {"slug": "partner_slug"},
@@ -67,6 +70,15 @@ SIGNED_APIS = {
     "notices:twilio-status": {},
     "notices:twilio-inbound": {},
     "notices:track": {"token": "token"},  # a patient's signed link; a wrong one shows nothing (404)
+    # The clinic API (an API key; bob's clinic's key is swept in test_clinic_b_key_cannot_reach_clinic_a).
+    "clinic_api:patients": {},
+    "clinic_api:patient": {"pk": "patient"},
+    "clinic_api:cart": {},
+    "clinic_api:cart-validate": {},
+    "clinic_api:cart-lines": {},
+    "clinic_api:cart-line": {"pk": "cart_line"},
+    "clinic_api:orders": {},
+    "clinic_api:order": {"pk": "order"},
 }
 # Regex patterns cannot be filled generically: each is listed with what is requested instead.
 REGEX_FILLS = {
@@ -122,7 +134,10 @@ def world(clinic_a, alice, bob, clinic_b):
     # Clinic B has a cart of its own, so bob's pages have something to render.
     cart_add_lines(clinic=clinic_b, actor=bob, items=[LineInput(
         patient=PatientFactory(organization=clinic_b.organization), product=product, prescriber=None, quantity=1)])
+    api_key = ApiKey.objects.create(clinic=clinic_a, name="A's EHR", prefix="aaaaaaaa", hashed="a" * 64,
+                                    scopes=["cart:write"])
     ids = {
+        "api_key": api_key.pk,
         "cart_line": cart_line.pk, "patient": patient.pk, "order": order.pk, "order_line": order_line.pk,
         "partner_slug": partner.slug, "partner_reference": order_line.partner_order.partner_reference or "REF",
         "clinic": clinic_a.pk, "alice": alice.pk, "product": product.pk, "prescriber": prescriber.pk,
@@ -152,6 +167,7 @@ def clinic_a_fingerprint(clinic):
         "patients": list(Patient.objects.filter(organization=clinic.organization).order_by("pk").values()),
         "prescribers": list(Prescriber.objects.filter(organization=clinic.organization).order_by("pk").values()),
         "memberships": list(Membership.objects.filter(clinic=clinic).order_by("pk").values()),
+        "api_keys": list(ApiKey.objects.filter(clinic=clinic).order_by("pk").values()),
         "orders": list(Order.objects.filter(clinic=clinic).order_by("pk").values()),
         "partner_orders": list(PartnerOrder.objects.filter(order__clinic=clinic).order_by("pk").values()),
         "order_lines": list(lines.order_by("pk").values()),
@@ -174,6 +190,42 @@ def test_bob_cannot_reach_clinic_a_through_any_url(client, bob, world):
     before = clinic_a_fingerprint(world["clinic"])
     requested = sweep(client, bob, world)
     assert requested > 150  # the walk really covered the admin and every app
+    assert clinic_a_fingerprint(world["clinic"]) == before
+
+
+def test_clinic_b_key_cannot_reach_clinic_a_through_the_api(bob, clinic_b, world):
+    """Every clinic API pattern, with a key of clinic B (every scope) and clinic A's ids in the
+    path and the body, by every method: ids of A are 404, nothing of A is shown or changed."""
+    from rest_framework.test import APIClient
+
+    from clinic_api.keys import api_key_create
+    from clinic_api.models import Scope
+
+    Membership.objects.filter(user=bob).update(role=Membership.Role.CLINIC_ADMIN)
+    token = api_key_create(clinic=clinic_b, name="B's EHR", scopes=list(Scope.values), actor=bob).token
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    ids = world["ids"]
+    body = {"lines": [{"patient": ids["patient"], "product": ids["product"], "prescriber": ids["prescriber"],
+                       "quantity": 7, "sig": "Bob was here, weekly", "days_supply": 30}]}
+    before = clinic_a_fingerprint(world["clinic"])
+    problems, requested = [], 0
+    for key, prefix, pattern in all_patterns():
+        route = str(pattern.pattern)
+        if not (key.startswith("clinic_api:") and route.startswith("api/v1/")) or key in PUBLIC:
+            continue
+        path = "/" + fill_route(prefix + route, {p: ids[w] for p, w in SIGNED_APIS[key].items()})
+        for method in ("get", "post", "patch", "delete"):
+            response = getattr(api, method)(path, body, format="json")
+            requested += 1
+            text = response.content.decode(errors="replace")
+            if response.status_code >= 500:
+                problems.append(f"{method} {path}: {response.status_code}")
+            if any(s in text for s in world["secrets"]):
+                problems.append(f"{method} {path}: shows clinic A's data")
+            if "<" in route and response.status_code not in (404, 405):
+                problems.append(f"{method} {path}: {response.status_code} for clinic A's id")
+    assert requested >= 30 and problems == []
     assert clinic_a_fingerprint(world["clinic"]) == before
 
 

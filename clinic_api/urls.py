@@ -1,0 +1,24 @@
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
+
+from . import apis, views
+
+app_name = "clinic_api"
+
+urlpatterns = [
+    # The clinic admins' Settings page: API keys and webhooks.
+    path("clinic/api", views.settings_page, name="settings"),
+    path("clinic/api/keys", views.key_create, name="key-create"),
+    path("clinic/api/keys/<int:pk>/revoke", views.key_revoke, name="key-revoke"),
+    # The API.
+    path("api/v1/patients", apis.PatientsApi.as_view(), name="patients"),
+    path("api/v1/patients/<int:pk>", apis.PatientApi.as_view(), name="patient"),
+    path("api/v1/cart", apis.CartApi.as_view(), name="cart"),
+    path("api/v1/cart/validate", apis.CartValidateApi.as_view(), name="cart-validate"),
+    path("api/v1/cart/lines", apis.CartLinesApi.as_view(), name="cart-lines"),
+    path("api/v1/cart/lines/<int:pk>", apis.CartLineApi.as_view(), name="cart-line"),
+    path("api/v1/orders", apis.OrdersApi.as_view(), name="orders"),
+    path("api/v1/orders/<int:pk>", apis.OrderApi.as_view(), name="order"),
+    path("api/v1/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/v1/docs/", SpectacularRedocView.as_view(url_name="clinic_api:schema"), name="docs"),
+]
