@@ -1,5 +1,8 @@
 """CSV import of a refill list: parse → preview (every row ok or with its errors) → add the good
-rows. Parsing resolves patients, products and prescribers in a fixed number of queries."""
+rows. Parsing resolves patients, products and prescribers in a fixed number of queries, then
+checks every resolved row with the cart's own validation (``validate_drafts``): the preview shows
+the same problems the cart would, a row is refused for what "Add to cart" refuses
+(``BLOCKS_ADDING``), and a row the cart would flag is added and says so before it is."""
 
 import csv
 import io
@@ -12,6 +15,7 @@ from catalog.models import Product
 from clinics.models import Clinic, Patient, Prescriber
 
 from .services import LineInput
+from .validation import Problem, blocks_adding, validate_drafts
 
 MAX_ROWS = 1000
 
@@ -43,10 +47,21 @@ class ImportRow:
     prescriber: Prescriber | None = None
     quantity: int | None = None
     days_supply: int | None = None
+    problems: list[Problem] = field(default_factory=list)  # what the cart's validation says of the line
 
     @property
     def ok(self) -> bool:
-        return not self.errors
+        """The row can be added (it may still be flagged)."""
+        return not self.errors and not blocks_adding(self.problems)
+
+    @property
+    def flagged(self) -> list[Problem]:
+        """The problems the line will show in the cart, once added."""
+        return [p for p in self.problems if p.is_open] if self.ok else []
+
+    @property
+    def flag_severity(self) -> str:
+        return "error" if any(p.is_error for p in self.flagged) else "warning"
 
     def as_line_input(self) -> LineInput:
         return LineInput(patient=self.patient, product=self.product, prescriber=self.prescriber,
@@ -143,9 +158,6 @@ def parse_refill_csv(*, clinic: Clinic, text: str) -> list[ImportRow]:
                 row.errors.append(f"Unknown product '{raw['product']}'; use a Fizy SKU (e.g. FZ-SEMA-25) "
                                   f"or the exact product name.")
         row.quantity = _positive_int(raw["quantity"], "Quantity", row)
-        if row.quantity and row.product and row.quantity > row.product.max_quantity_per_line:
-            row.errors.append(f"Quantity {row.quantity} is over the maximum of {row.product.max_quantity_per_line} "
-                              f"{row.product.unit}s per line for {row.product.name}.")
         row.days_supply = _positive_int(raw["days_supply"], "Days supply", row, maximum=365)
         if not raw["sig"]:
             row.errors.append("SIG (directions) is empty.")
@@ -154,6 +166,11 @@ def parse_refill_csv(*, clinic: Clinic, text: str) -> list[ImportRow]:
             row.errors.append("Prescriber NPI is empty.")
         elif row.prescriber is None:
             row.errors.append(f"No prescriber with NPI {raw['prescriber_npi']} in your organization.")
+    # The cart's own checks, on every row read without errors, in one pass.
+    readable = [row for row in rows if not row.errors]
+    for row, problems in zip(readable, validate_drafts([row.as_line_input() for row in readable], clinic=clinic)):
+        row.problems = problems
+    for row in rows:
         if row.ok:
             pair = (row.patient.pk, row.product.pk)
             if pair in seen:
@@ -163,19 +180,39 @@ def parse_refill_csv(*, clinic: Clinic, text: str) -> list[ImportRow]:
     return rows
 
 
+# Directions that fit each dosage form, for the sample file: (SIG, quantity, days supply).
+SAMPLE_SIGS = {
+    Product.DosageForm.INJECTABLE: ("Inject 0.25 mL subcutaneously once weekly", 1, 28),
+    Product.DosageForm.CAPSULE: ("Take 1 capsule by mouth at bedtime", 30, 30),
+    Product.DosageForm.TABLET: ("Take 1 tablet by mouth once daily", 30, 30),
+    Product.DosageForm.TROCHE: ("Dissolve 1 troche under the tongue once daily", 30, 30),
+    Product.DosageForm.CREAM: ("Apply 1 g to the inner forearm once daily at bedtime", 1, 30),
+    Product.DosageForm.SPRAY: ("Spray 1 mL onto the scalp twice daily", 1, 30),
+    Product.DosageForm.SUSPENSION: ("Take 5 mL by mouth once daily", 1, 30),
+    Product.DosageForm.PELLET: ("Insert 1 pellet subcutaneously every 3 months", 1, 90),
+}
+
+
+def sample_row(product: Product) -> tuple[str, int, int]:
+    """(SIG, quantity, days supply) that fit ``product``: its dosage form's directions, a
+    quantity within its limit."""
+    sig, quantity, days = SAMPLE_SIGS.get(product.dosage_form, ("Take 1 by mouth once daily", 1, 30))
+    return sig, min(quantity, product.max_quantity_per_line), days
+
+
 def sample_csv(*, clinic: Clinic) -> str:
     """A sample file built from the clinic's own patients, prescribers and real SKUs."""
     patients = list(Patient.objects.filter(organization_id=clinic.organization_id).order_by("chart_id")[:3])
     prescriber = Prescriber.objects.filter(organization_id=clinic.organization_id, active=True).first()
-    products = list(Product.objects.filter(active=True, dea_schedule="").order_by("sku")[:3])
+    # Products a pharmacy carries, of different dosage forms where there are (the SIGs show how each reads).
+    carried = list(Product.objects.filter(active=True, dea_schedule="", offerings__isnull=False).distinct().order_by("sku"))
+    first_of_each_form = list({p.dosage_form: p for p in reversed(carried)}.values())[::-1]
+    products = sorted(first_of_each_form, key=lambda p: p.sku)[:3]
+    products += [p for p in carried if p not in products][:3 - len(products)]
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(SAMPLE_HEADER)
-    examples = [
-        ("1", "Inject 0.25 mg subcutaneously once weekly for 4 weeks", "28"),
-        ("2", "Inject 0.5 mL subcutaneously twice weekly", "30"),
-        ("1", "Apply 1 g to inner forearm once daily at bedtime", "30"),
-    ]
-    for patient, product, (qty, sig, days) in zip(patients, products, examples):
-        writer.writerow([patient.chart_id, product.sku, qty, sig, prescriber.npi if prescriber else "", days])
+    for patient, product in zip(patients, products):
+        sig, quantity, days = sample_row(product)
+        writer.writerow([patient.chart_id, product.sku, quantity, sig, prescriber.npi if prescriber else "", days])
     return out.getvalue()

@@ -418,6 +418,7 @@ def import_csv(request):
                 request.session[IMPORT_SESSION_KEY] = text
                 context["rows"] = rows
                 context["good"] = sum(1 for r in rows if r.ok)
+                context["flagged"] = sum(1 for r in rows if r.flagged)
     return render(request, "carts/import.html", context)
 
 

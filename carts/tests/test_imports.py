@@ -47,7 +47,6 @@ def test_good_rows_resolve_by_sku_partner_sku_or_name(clinic_a, csv_world):
     ("BW-1,FZ-NOPE,1,x,1234567893,28", "Unknown product 'FZ-NOPE'"),
     ("BW-1,FZ-SEMA,two,x,1234567893,28", "Quantity 'two' is not a whole number."),
     ("BW-1,FZ-SEMA,0,x,1234567893,28", "Quantity must be at least 1 (got 0)."),
-    ("BW-1,FZ-SEMA,9,x,1234567893,28", "Quantity 9 is over the maximum of 4"),
     ("BW-1,FZ-SEMA,1,,1234567893,28", "SIG (directions) is empty."),
     ("BW-1,FZ-SEMA,1,x,1245319599,28", "No prescriber with NPI 1245319599 in your organization."),
     ("BW-1,FZ-SEMA,1,x,1234567893,400", "Days supply 400 is more than 365."),
@@ -117,3 +116,50 @@ def test_sample_csv_is_valid_for_the_clinic(client_alice, clinic_a, csv_world):
     assert response["Content-Type"] == "text/csv"
     rows = parse_refill_csv(clinic=clinic_a, text=response.content.decode())
     assert rows and all(r.ok for r in rows), [r.errors for r in rows]
+
+
+def test_rows_are_checked_as_the_cart_checks_them(clinic_a, csv_world):
+    """Read without errors, a row still gets the cart's problems: over the product's limit, no
+    pharmacy ships there, the prescriber is not licensed in the patient's state."""
+    csv_world["ann"].state = "CO"
+    csv_world["ann"].save(update_fields=["state"])
+    [row] = rows_of(clinic_a, "BW-1,FZ-SEMA,9,Inject 0.25 mg subcutaneously once weekly,1234567893,28\n")
+    codes = {p.code for p in row.flagged}
+    assert row.ok and {"quantity_over_max", "no_eligible_partner", "prescriber_not_licensed_in_state"} <= codes
+    assert row.flag_severity == "error"
+
+
+def test_the_preview_shows_the_problem_the_cart_will_show(client_alice, clinic_a, csv_world):
+    csv_world["ann"].state = "CO"
+    csv_world["ann"].save(update_fields=["state"])
+    text = HEADER + "BW-1,FZ-SEMA,2,Inject 0.25 mg subcutaneously once weekly,1234567893,28\n"
+    preview = upload(client_alice, text).content.decode()
+    assert "1 of 1 row ready to add, 1 with problems to fix in the cart" in preview
+    row = preview.split('id="import-row-2"')[1].split("</tr>")[0]
+    assert "added with" in row and 'data-code="prescriber_not_licensed_in_state"' in row
+    client_alice.post(reverse("carts:import-confirm"))
+    cart = client_alice.get(reverse("carts:cart")).content.decode()
+    assert 'data-code="prescriber_not_licensed_in_state"' in cart
+
+
+def test_quick_add_and_import_refuse_the_same_missing_fields(client_alice, clinic_a, csv_world):
+    """No SIG, no days supply: the CSV row is not added, and neither is the same line from the panel."""
+    for missing in ("sig", "days_supply"):
+        values = {"sig": "Take 1 capsule by mouth at bedtime", "days_supply": "30", missing: ""}
+        [row] = rows_of(clinic_a, f"BW-1,FZ-LDN,30,{values['sig']},1234567893,{values['days_supply']}\n")
+        assert not row.ok
+        body = client_alice.post(reverse("carts:line-add"), {
+            "patient": csv_world["ann"].pk, "product": csv_world["ldn"].pk, "prescriber": csv_world["dr"].pk,
+            "quantity": 30, "refills": 0, **values}).content.decode()
+        assert 'data-code="' in body and not CartLine.objects.exists(), missing
+
+
+def test_the_sample_file_gives_each_product_directions_of_its_form(client_alice, clinic_a, csv_world):
+    cream = ProductFactory(sku="FZ-CREAM", name="Bi-Est", dosage_form="cream", unit="tube", max_quantity_per_line=3)
+    OfferingFactory(product=cream)
+    csv_world["ldn"].dosage_form = "capsule"
+    csv_world["ldn"].save(update_fields=["dosage_form"])
+    rows = parse_refill_csv(clinic=clinic_a, text=client_alice.get(reverse("carts:import-sample")).content.decode())
+    sigs = {r.product.sku: r.raw["sig"] for r in rows}
+    assert sigs["FZ-CREAM"].startswith("Apply") and sigs["FZ-LDN"].startswith("Take 1 capsule")
+    assert all(r.ok for r in rows)
