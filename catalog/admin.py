@@ -1,10 +1,12 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.utils import timezone
 
+from clinics.approvals import ApprovalError
 from fizy.lib.webhook_signing import SecretFormatError, generate_secret, validate_secret
 
 from .models import Offering, Partner, PartnerStateLicense, Product
+from .services import partner_request_api_url_change
 
 CREDENTIALS_PERMISSION = "catalog.change_partner_credentials"
 KEEP = "Write-only: never shown again after saving. Leave blank to keep the current value."
@@ -138,7 +140,20 @@ class PartnerAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if request.user.has_perm(CREDENTIALS_PERMISSION):
             form.apply_credentials(obj)
+        new_url = None
+        if change and "api_base_url" in form.changed_data:
+            # Where patients' data and the Bearer key go changes only with a second approver.
+            new_url, obj.api_base_url = obj.api_base_url, form.initial.get("api_base_url", "")
         super().save_model(request, obj, form, change)
+        if new_url is not None:
+            try:
+                approval = partner_request_api_url_change(partner=obj, url=new_url, actor=request.user)
+            except ApprovalError as error:
+                self.message_user(request, str(error), messages.ERROR)
+            else:
+                self.message_user(request, f"The order API URL change waits for a second integrations staff member "
+                                           f"(approval #{approval.pk}); the partner keeps its current URL until then.",
+                                  messages.WARNING)
 
     @admin.display(description="credentials")
     def credentials(self, obj):

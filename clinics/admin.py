@@ -1,11 +1,12 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 
 from fizy.lib.admin import ReadOnlyAdmin
 from fizy.lib.dates import parse_us_or_iso_date
 
-from .models import AuditEntry, Clinic, DEARegistration, Membership, Organization, Patient, Prescriber, PrescriberLicense
+from .approvals import PERMISSION, ApprovalError, approval_approve, approval_decline
+from .models import Approval, AuditEntry, Clinic, DEARegistration, Membership, Organization, Patient, Prescriber, PrescriberLicense
 
 
 class ClinicInline(admin.TabularInline):
@@ -121,6 +122,38 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     search_fields = ["action", "actor__username", "patient__last_name", "patient__chart_id", "object_id"]
     list_select_related = ["actor", "clinic__organization", "patient"]
     date_hierarchy = "at"
+
+
+@admin.register(Approval)
+class ApprovalAdmin(ReadOnlyAdmin):
+    """Changes that wait for a second staff member: select one and approve (it is applied at once)
+    or decline it. Nobody approves their own request."""
+
+    list_display = ["requested_at", "kind", "summary", "status", "requested_by", "decided_by", "decided_at", "result"]
+    list_filter = ["status", "kind"]
+    list_select_related = ["requested_by", "decided_by"]
+    search_fields = ["summary", "object_id", "requested_by__username"]
+    actions = ["approve", "decline"]
+
+    def has_decide_permission(self, request):
+        return any(request.user.has_perm(permission) for permission in PERMISSION.values())
+
+    def _decide(self, request, queryset, service, done):
+        for approval in queryset.order_by("pk"):
+            try:
+                approval = service(approval=approval, actor=request.user)
+            except ApprovalError as error:
+                self.message_user(request, str(error), messages.ERROR)
+            else:
+                self.message_user(request, f"Approval #{approval.pk} {done}. {approval.result}".strip(), messages.SUCCESS)
+
+    @admin.action(description="Approve and apply the selected changes", permissions=["decide"])
+    def approve(self, request, queryset):
+        self._decide(request, queryset, approval_approve, "approved")
+
+    @admin.action(description="Decline the selected changes", permissions=["decide"])
+    def decline(self, request, queryset):
+        self._decide(request, queryset, approval_decline, "declined")
 
 
 User = get_user_model()

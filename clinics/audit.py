@@ -67,6 +67,11 @@ class Action(StrEnum):
     API_WEBHOOK_SUBSCRIBE = "api.webhook_subscribe"
     API_WEBHOOK_UNSUBSCRIBE = "api.webhook_unsubscribe"
     API_WEBHOOK_RESEND = "api.webhook_resend"
+    APPROVAL_REQUESTED = "approval.requested"
+    APPROVAL_APPROVED = "approval.approved"
+    APPROVAL_DECLINED = "approval.declined"
+    APPROVAL_FAILED = "approval.failed"
+    PARTNER_API_URL_CHANGE = "partner.api_url_changed"
 
 
 def _entry(*, action, actor=None, actor_label="", clinic=None, patient=None, obj=None, detail=None) -> AuditEntry:

@@ -5,6 +5,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 from localflavor.us.forms import USZipCodeField as USZipCodeFormField
@@ -332,3 +333,48 @@ class AuditEntry(models.Model):
     def __str__(self):
         who = self.actor or self.actor_label or "system"
         return f"{self.at:%Y-%m-%d %H:%M} {who} {self.action}"
+
+
+class Approval(models.Model):
+    """A change that needs a second Fizy staff member (issue 14): a partner's API URL, a large
+    refund. It takes effect only when another staff member with the right role approves it (it is
+    then applied by the same service that makes the change); it may be declined instead. The
+    services are in ``clinics/approvals.py``."""
+
+    class Kind(models.TextChoices):
+        PARTNER_API_URL = "partner.api_url", "Partner order API URL change"
+        LINE_REFUND = "order_line.refund", "Refund of an order line"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for approval"
+        APPROVED = "approved", "Approved and applied"
+        DECLINED = "declined", "Declined"
+        FAILED = "failed", "Approved, but could not be applied"
+
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True)
+    summary = models.CharField(max_length=300, help_text="What will change, in words.")
+    object_type = models.CharField(max_length=60)
+    object_id = models.CharField(max_length=40)
+    payload = models.JSONField(default=dict, blank=True, help_text="What the change applies (never a secret).")
+    clinic = models.ForeignKey(Clinic, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField(default=timezone.now)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_note = models.CharField(max_length=300, blank=True)
+    result = models.CharField(max_length=300, blank=True, help_text="What applying it did, or why it could not.")
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        permissions = [
+            ("approve_partner_api_url", "Can approve another staff member's partner API URL change (integrations)"),
+            ("approve_line_refund", "Can approve another staff member's large refund (finance)"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "object_type", "object_id"], condition=Q(status="pending"),
+                                    name="approval_one_pending_per_object"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} #{self.pk}: {self.summary}"

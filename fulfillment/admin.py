@@ -1,5 +1,6 @@
 """Pharmacy operations: orders with their lines, each line's history, what partners sent us,
-payments, and the two actions staff need — retry a failed dispatch, set a line's status."""
+payments, and the actions staff need — retry a failed dispatch (dispatch role), set a line's
+status (dispatch), refund a shipped line (finance)."""
 
 from django import forms
 from django.contrib import admin, messages
@@ -8,11 +9,15 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from clinics.approvals import ApprovalError
+from clinics.models import Approval
 from fizy.lib.admin import ActionsOnlyAdmin, ReadOnlyAdmin, ReadOnlyInline
 
 from .dispatch import DispatchError, partner_order_retry_dispatch
+from .finance import line_refund_by_finance, refund_approval_above
 from .models import LineEvent, Order, OrderLine, PartnerOrder, PaymentEvent, RefusedWebhookRequest, WebhookEvent
 from .selectors import partner_order_rollup, partner_orders_with_rollup
+from .settlement import PaymentServiceError
 from .status import LineStatusError, allowed_targets, line_set_status_by_staff
 
 
@@ -127,10 +132,30 @@ class SetLineStatusForm(forms.Form):
         self.fields["to"].choices = choices
 
 
+class RefundLineForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=300,
+                             help_text="Why the clinic gets its money back (recorded with the refund and in the audit trail).")
+
+
+class ChargeFailedFilter(admin.SimpleListFilter):
+    """Lines whose follow-up charge was declined (the clinic must update its card)."""
+
+    title = "follow-up charge"
+    parameter_name = "charge"
+
+    def lookups(self, request, model_admin):
+        return [("failed", "Declined")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "failed":
+            return queryset.filter(charge_failed_at__isnull=False)
+        return queryset
+
+
 @admin.register(OrderLine)
 class OrderLineAdmin(OrderNumberSearchMixin, ActionsOnlyAdmin):
     list_display = ["id", "order_link", "patient", "product_name", "quantity", "partner", "status", "status_changed_at"]
-    list_filter = ["status", "partner_order__partner"]
+    list_filter = ["status", ChargeFailedFilter, "partner_order__partner"]
     list_select_related = ["order", "patient", "partner_order__partner"]
     search_fields = [
         "=id", "=order__id", "patient__first_name", "patient__last_name", "=patient__chart_id", "tracking_number",
@@ -139,7 +164,7 @@ class OrderLineAdmin(OrderNumberSearchMixin, ActionsOnlyAdmin):
     search_help_text = "An order number (FZ-000036), a patient's name or chart id, a tracking number, a partner's reference."
     ordering = ["-id"]
     inlines = [LineEventInline]
-    actions = ["set_line_status"]
+    actions = ["set_line_status", "refund_line"]
 
     @admin.display(description="order", ordering="order_id")
     def order_link(self, line):
@@ -169,15 +194,49 @@ class OrderLineAdmin(OrderNumberSearchMixin, ActionsOnlyAdmin):
             if done:
                 self.message_user(request, f"{done} line(s) set to {form.cleaned_data['to']}.", messages.SUCCESS)
             return None
+        return self._line_action_page(
+            request, lines, form, action="set_line_status", title="Set line status", submit="Set status",
+            intro="Only the transitions allowed from every selected line's current status are offered. Each change "
+                  "is recorded on the line's history and in the audit trail as made by you.",
+        )
+
+    def has_refund_permission(self, request):
+        return request.user.has_perm("fulfillment.refund_orderline")
+
+    @admin.action(description="Refund this line (after shipment)…", permissions=["refund"])
+    def refund_line(self, request, queryset):
+        lines = list(queryset.select_related("order", "patient").order_by("pk"))
+        form = RefundLineForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            for line in lines:
+                try:
+                    outcome = line_refund_by_finance(line=line, reason=form.cleaned_data["reason"], actor=request.user)
+                except (PaymentServiceError, ApprovalError) as error:
+                    self.message_user(request, f"Line {line.pk}: {error}", messages.ERROR)
+                    continue
+                if isinstance(outcome, Approval):
+                    self.message_user(request, f"Line {line.pk}: a refund above ${refund_approval_above():,} waits for "
+                                               f"a second finance staff member (approval #{outcome.pk}).", messages.WARNING)
+                else:
+                    self.message_user(request, f"Line {line.pk}: refunded ${outcome.amount:,}.", messages.SUCCESS)
+            return None
+        return self._line_action_page(
+            request, lines, form, action="refund_line", title="Refund after shipment", submit="Refund",
+            intro=f"The line stays shipped or delivered; what it was charged is given back once, with your reason "
+                  f"(in the audit trail and on the clinic's Billing). A refund above ${refund_approval_above():,} "
+                  f"waits for a second finance staff member's approval.",
+        )
+
+    def _line_action_page(self, request, lines, form, *, action, title, submit, intro):
         context = {
             **self.admin_site.each_context(request),
-            "title": "Set line status",
+            "title": title, "intro": intro, "action": action, "submit": submit,
             "opts": self.model._meta,
             "lines": lines,
             "form": form,
             "action_checkbox_name": ACTION_CHECKBOX_NAME,
         }
-        return TemplateResponse(request, "fulfillment/admin/set_line_status.html", context)
+        return TemplateResponse(request, "fulfillment/admin/line_action.html", context)
 
 
 @admin.register(WebhookEvent)

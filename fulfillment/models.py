@@ -162,6 +162,7 @@ class OrderLine(models.Model):
     class Meta:
         ordering = ["order_id", "id"]
         indexes = [models.Index(fields=["patient", "product"], name="orderline_patient_product_idx")]
+        permissions = [("refund_orderline", "Can refund a line after shipment, with a reason (finance)")]
 
     def __str__(self):
         return f"{self.order.number} line {self.pk}: {self.product_name} × {self.quantity}"
