@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from django.apps import apps as global_apps
 
 # The project's apps whose rows staff may look at (support's view permissions).
-STAFF_APPS = ("clinics", "catalog", "routing", "carts", "fulfillment", "notices")
+STAFF_APPS = ("clinics", "catalog", "routing", "carts", "fulfillment", "notices", "clinic_api")
 
 
 @dataclass(frozen=True)
