@@ -196,6 +196,16 @@ PARTNER_ATTEMPT_DEADLINE = env.float("PARTNER_ATTEMPT_DEADLINE", default=30.0)
 # before taking it): the reclaimer queues it again. "sending" ones are reclaimed when their lease
 # (the task timeout) has run out.
 PARTNER_DISPATCH_STALE_SECONDS = env.int("PARTNER_DISPATCH_STALE_SECONDS", default=120)
+# The watchdog (fulfillment/watchdog.py): how long a line may stay in a status before its next
+# event is late — (days, business days only?) — unless staff set an expected time in the admin
+# (per partner, or for every partner). A late line is "overdue": shown on Needs attention and in
+# the admin, and polled where the partner offers a status call.
+LINE_EXPECTED_TIMES = {
+    "sent": (1, True),  # accepted (or refused) within 1 business day
+    "accepted": (5, False),  # shipped within 5 days
+    "compounding": (5, False),
+    "shipped": (7, False),  # delivered within 7 days
+}
 
 # Partner webhooks (fulfillment/webhooks.py): the largest body read; how long refused requests'
 # metadata is kept; the last day the pre-Standard-Webhooks X-Fizy-* signatures are accepted

@@ -15,10 +15,13 @@ from fizy.lib.admin import ActionsOnlyAdmin, ReadOnlyAdmin, ReadOnlyInline
 
 from .dispatch import DispatchError, partner_order_retry_dispatch
 from .finance import line_refund_by_finance, refund_approval_above
-from .models import LineEvent, Order, OrderLine, PartnerOrder, PaymentEvent, RefusedWebhookRequest, WebhookEvent
+from .models import (
+    ExpectedTime, LineEvent, Order, OrderLine, PartnerOrder, PaymentEvent, RefusedWebhookRequest, WebhookEvent,
+)
 from .selectors import partner_order_rollup, partner_orders_with_rollup
 from .settlement import PaymentServiceError
 from .status import LineStatusError, allowed_targets, line_set_status_by_staff
+from .watchdog import overdue_filter
 
 
 class OrderNumberSearchMixin:
@@ -123,6 +126,32 @@ class PartnerOrderAdmin(OrderNumberSearchMixin, ActionsOnlyAdmin):
             self.message_user(request, f"{retried} partner order(s) queued for dispatch again.", messages.SUCCESS)
 
 
+class OverdueFilter(admin.SimpleListFilter):
+    """Lines waiting for their partner's next event longer than expected (fulfillment.watchdog)."""
+
+    title = "next event"
+    parameter_name = "overdue"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Overdue")]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(overdue_filter()) if self.value() == "yes" else queryset
+
+
+@admin.register(ExpectedTime)
+class ExpectedTimeAdmin(admin.ModelAdmin):
+    """How long a line may wait for its partner's next event before it is overdue. Without a row,
+    the defaults of settings.LINE_EXPECTED_TIMES apply (sent → accepted 1 business day, accepted →
+    shipped 5 days, shipped → delivered 7 days)."""
+
+    list_display = ["__str__", "partner", "status", "days", "business_days"]
+    list_editable = ["days", "business_days"]
+    list_display_links = ["__str__"]
+    list_filter = ["status", "partner"]
+    list_select_related = ["partner"]
+
+
 class SetLineStatusForm(forms.Form):
     to = forms.ChoiceField(label="New status")
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), help_text="Recorded on each line's history.")
@@ -155,7 +184,7 @@ class ChargeFailedFilter(admin.SimpleListFilter):
 @admin.register(OrderLine)
 class OrderLineAdmin(OrderNumberSearchMixin, ActionsOnlyAdmin):
     list_display = ["id", "order_link", "patient", "product_name", "quantity", "partner", "status", "status_changed_at"]
-    list_filter = ["status", ChargeFailedFilter, "partner_order__partner"]
+    list_filter = [OverdueFilter, "status", ChargeFailedFilter, "partner_order__partner"]
     list_select_related = ["order", "patient", "partner_order__partner"]
     search_fields = [
         "=id", "=order__id", "patient__first_name", "patient__last_name", "=patient__chart_id", "tracking_number",

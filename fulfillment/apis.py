@@ -6,7 +6,7 @@ from rest_framework.views import APIView
 from fizy.lib.http import BodyTooLarge, client_address, read_body_at_most
 
 from .models import RefusedWebhookRequest
-from .sandbox import sandbox_cancel_line, sandbox_lookup_order, sandbox_receive_order
+from .sandbox import sandbox_cancel_line, sandbox_lookup_order, sandbox_order_status, sandbox_receive_order
 from .webhooks import max_body_bytes, partner_event_receive, partner_event_refuse
 
 
@@ -57,4 +57,15 @@ class SandboxPartnerCancelLineApi(APIView):
 
     def post(self, request, slug: str, reference: str, line_id: int):
         status_code, data = sandbox_cancel_line(slug=slug, reference=reference, line_id=line_id, headers=request.headers)
+        return Response(data, status=status_code)
+
+
+class SandboxPartnerOrderStatusApi(APIView):
+    """``GET /sandbox/partners/<slug>/orders/<reference>``: the sandbox pharmacy's status call (demo)."""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    def get(self, request, slug: str, reference: str):
+        status_code, data = sandbox_order_status(slug=slug, headers=request.headers, reference=reference)
         return Response(data, status=status_code)

@@ -3,6 +3,7 @@ import uuid
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -96,6 +97,9 @@ class PartnerOrder(models.Model):
     last_error = models.TextField(blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    polled_at = models.DateTimeField(
+        null=True, blank=True, help_text="When we last asked the partner for its lines' status (the status call)."
+    )
     subtotal = MoneyField(default=Decimal("0.00"))
     shipping_fee = MoneyField(default=Decimal("0.00"))
 
@@ -204,6 +208,40 @@ class LineEvent(models.Model):
     def __str__(self):
         arrow = "→" if self.applied else "↛"
         return f"line {self.line_id}: {self.from_status} {arrow} {self.to_status} ({self.source})"
+
+
+class ExpectedTime(models.Model):
+    """How long a line may stay in a status before its next event is late (the line is then
+    *overdue*: fulfillment/watchdog.py). For one partner, or, without a partner, for every partner
+    that has none of its own; without any row, ``settings.LINE_EXPECTED_TIMES`` applies."""
+
+    WATCHED = [OrderLine.Status.SENT, OrderLine.Status.ACCEPTED, OrderLine.Status.COMPOUNDING, OrderLine.Status.SHIPPED]
+
+    partner = models.ForeignKey(
+        Partner, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+        help_text="Empty: every partner without its own expected time for this status.",
+    )
+    status = models.CharField(
+        max_length=20, choices=[(s.value, s.label) for s in WATCHED],
+        help_text="While a line is in this status, the next event is expected within the time below.",
+    )
+    days = models.PositiveSmallIntegerField(validators=[MinValueValidator(1)])
+    business_days = models.BooleanField(default=False, help_text="Count Monday to Friday only.")
+
+    class Meta:
+        ordering = ["partner__name", "status"]
+        constraints = [
+            models.UniqueConstraint(fields=["partner", "status"], name="expected_time_per_partner_status"),
+            models.UniqueConstraint(fields=["status"], condition=Q(partner__isnull=True), name="expected_time_default_status"),
+        ]
+
+    def __str__(self):
+        who = self.partner.name if self.partner_id else "Every partner"
+        return f"{who}: {OrderLine.Status(self.status).label.lower()} → next event within {self.describe()}"
+
+    def describe(self) -> str:
+        unit = "business day" if self.business_days else "day"
+        return f"{self.days} {unit}{'' if self.days == 1 else 's'}"
 
 
 class WebhookEvent(models.Model):

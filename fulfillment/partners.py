@@ -17,6 +17,7 @@ import json
 import socket
 import threading
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 import requests
 from django.conf import settings
@@ -31,6 +32,10 @@ PROTOCOL_VERSION = "2025-01"
 USER_AGENT = "Fizy-Dispatch/1"
 MAX_ANSWER_BYTES = 1_000_000
 LINE_ANSWER_STATUSES = ("accepted", "rejected", "received")
+# What the status call may report for a line: "received" (nothing new) or a status a webhook may carry.
+_LS = OrderLine.Status
+LINE_REPORT_STATUSES = ("received", _LS.ACCEPTED, _LS.COMPOUNDING, _LS.SHIPPED, _LS.DELIVERED, _LS.REJECTED,
+                        _LS.ON_HOLD, _LS.CANCELLED)
 
 
 class PartnerError(Exception):
@@ -174,6 +179,59 @@ def parse_order_answer(data) -> PartnerOrderAnswer:
     if not isinstance(lines, list):
         raise ValueError(f"'lines' must be a list, not {type(lines).__name__}")
     return PartnerOrderAnswer(reference=reference.strip(), lines=[_line_answer(item, i) for i, item in enumerate(lines)])
+
+
+@dataclass(frozen=True)
+class PartnerLineStatus:
+    """One line in the partner's answer to the status call (the fields of a status webhook)."""
+
+    line_id: int
+    status: str
+    reason: str = ""
+    reason_code: str = ""
+    tracking_number: str = ""
+    carrier: str = ""
+    updated_at: str = ""
+
+
+def _line_status(item, index: int) -> PartnerLineStatus:
+    where = f"lines[{index}]"
+    if not isinstance(item, dict):
+        raise ValueError(f"{where} is not an object")
+    line_id, status = item.get("line_id"), item.get("status")
+    if not isinstance(line_id, int) or isinstance(line_id, bool) or line_id < 1:
+        raise ValueError(f"{where}.line_id is not a positive integer")
+    if status not in LINE_REPORT_STATUSES:
+        raise ValueError(f"{where}.status must be one of {', '.join(LINE_REPORT_STATUSES)}")
+    text = {key: item.get(key) or "" for key in ("reason", "reason_code", "tracking_number", "carrier", "updated_at")}
+    if not all(isinstance(value, str) for value in text.values()):
+        raise ValueError(f"{where}: reason, reason_code, tracking_number, carrier and updated_at must be strings")
+    if text["reason_code"] and text["reason_code"] not in ReasonCode.values:
+        raise ValueError(f"{where}.reason_code {text['reason_code'][:40]!r} is not a known reason code")
+    if status in (_LS.REJECTED, _LS.ON_HOLD, _LS.CANCELLED) and not text["reason"].strip():
+        raise ValueError(f"{where}.reason is required when the status is {status}")
+    if status in (_LS.REJECTED, _LS.ON_HOLD) and not text["reason_code"]:
+        raise ValueError(f"{where}.reason_code is required when the status is {status}")
+    if status == _LS.SHIPPED and not (text["tracking_number"].strip() and text["carrier"].strip()):
+        raise ValueError(f"{where}: tracking_number and carrier are required when the status is shipped")
+    return PartnerLineStatus(
+        line_id=line_id, status=status, reason=text["reason"].strip()[:2000],
+        reason_code=text["reason_code"] or (ReasonCode.OTHER if status == _LS.CANCELLED else ""),
+        tracking_number=text["tracking_number"].strip()[:100], carrier=text["carrier"].strip()[:40],
+        updated_at=text["updated_at"][:40],
+    )
+
+
+def parse_status_answer(data, *, reference: str) -> list[PartnerLineStatus]:
+    """The partner's answer to the status call, checked field by field. Raises ValueError."""
+    if not isinstance(data, dict):
+        raise ValueError("the answer is not a JSON object")
+    if data.get("reference") != reference:
+        raise ValueError(f"it is not about order {reference}")
+    lines = data.get("lines")
+    if not isinstance(lines, list):
+        raise ValueError("'lines' must be a list")
+    return [_line_status(item, i) for i, item in enumerate(lines)]
 
 
 # --- client ------------------------------------------------------------------------------------
@@ -340,6 +398,19 @@ class PartnerClient:
             return None
         self._raise_for_status(answer, "the order lookup")
         return self._order_answer(answer)
+
+    def order_status(self, *, reference: str) -> list[PartnerLineStatus]:
+        """The status call (``GET /orders/{reference}``): where each line of the order is now.
+        Raises :class:`PartnerUnavailable` (try later; a malformed answer is a :class:`PartnerBadAnswer`)
+        or :class:`PartnerRejected` (404: the partner does not know the reference)."""
+        answer = self._exchange("GET", f"{self.orders_url}/{quote(reference, safe='')}", headers=self._headers())
+        self._raise_for_status(answer, "the status call")
+        name = self.partner.name
+        try:
+            data = json.loads(answer.body.decode("utf-8"))
+            return parse_status_answer(data, reference=reference)
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise PartnerBadAnswer(f"{name} answered the status call with a malformed answer: {exc}.", status_code=answer.status) from None
 
     def cancel_line(self, *, reference: str, line_id: int, idempotency_key: str, reason: str) -> str:
         """Ask the partner to cancel one line before it ships: ``POST {api}/orders/{reference}/

@@ -4,6 +4,7 @@ It speaks the partner protocol of ``docs/partner-api.md`` from the partner's sid
 
 - ``POST /sandbox/partners/<slug>/orders`` takes our order (checks ``Authorization: Bearer
   <partner.api_key>`` and ``Idempotency-Key``; a repeated key returns the same reference).
+- ``GET /sandbox/partners/<slug>/orders/<reference>`` (the status call) says where each line is.
 - Over the following minutes it sends webhooks signed the Standard Webhooks way with the
   partner's secrets (real HTTP through ``requests``) to
   ``SANDBOX_WEBHOOK_BASE_URL`` + ``/api/partners/<slug>/events``, one step at a time, each step a
@@ -137,6 +138,29 @@ def sandbox_lookup_order(*, slug: str, headers, idempotency_key: str) -> tuple[i
     return 200, _order_answer(order)
 
 
+def sandbox_order_status(*, slug: str, headers, reference: str) -> tuple[int, dict]:
+    """``GET /orders/{reference}`` (the status call): where each line of the order is after the
+    steps played so far ("received" before its first step)."""
+    partner, refusal = _authenticated_partner(slug, headers)
+    if refusal:
+        return refusal
+    order = SandboxPartnerOrder.objects.filter(partner=partner, reference=reference).first()
+    if order is None:
+        return 404, {"error": f"No order {reference}."}
+    cancelled = set(order.payload.get("cancelled_line_ids", []))
+    lines = []
+    for line in order.payload.get("lines", []):
+        line_id = line["line_id"]
+        state = {"status": "received"}
+        if line_id in cancelled:
+            state = {"status": LS.CANCELLED, "reason": "Cancelled at the clinic's request.", "reason_code": ReasonCode.OTHER}
+        else:
+            played = [event for event in sandbox_line_events(line_id=line_id, reference=order.reference)[:order.steps_played] if event]
+            state = played[-1] if played else state
+        lines.append({"line_id": line_id, "updated_at": timezone.now().isoformat(), **state})
+    return 200, {"reference": order.reference, "lines": lines}
+
+
 def _order_answer(order: SandboxPartnerOrder) -> dict:
     return {
         "reference": order.reference,
@@ -249,7 +273,9 @@ def sandbox_play_step(*, sandbox_order_id: int, step: int, attempt: int = 1) -> 
     if order is None:
         return 0
     delivered, retry = 0, False
-    for event in _events(order, step):
+    # A partner configured without webhooks only moves its lines on: we learn it by polling.
+    events = _events(order, step) if order.partner.sends_webhooks else []
+    for event in events:
         status = sandbox_send_event(partner=order.partner, event=event)
         if status is not None and status < 300:
             delivered += 1

@@ -65,3 +65,20 @@ def reclaim_partner_orders() -> list[int]:
     from .dispatch import partner_orders_reclaim
 
     return partner_orders_reclaim()
+
+
+def poll_partners() -> list[int]:
+    """Every minute (a django-q2 schedule): queue a status poll of the partner orders with an
+    overdue line, or any open line for partners that send no webhooks (``fulfillment.polling``)."""
+    from .polling import partner_orders_poll_due
+
+    return partner_orders_poll_due()
+
+
+def poll_partner_order(partner_order_id: int) -> dict:
+    """Ask the partner where this partner order's lines are and apply what changed (source "poll")."""
+    from dataclasses import asdict
+
+    from .polling import partner_order_poll
+
+    return asdict(partner_order_poll(partner_order_id=partner_order_id))

@@ -16,6 +16,8 @@ urlpatterns = [
     path("clinic/billing/payments", views.payments, name="payments"),
     path("api/partners/<slug:slug>/events", apis.PartnerEventsApi.as_view(), name="partner-events"),
     path("sandbox/partners/<slug:slug>/orders", apis.SandboxPartnerOrdersApi.as_view(), name="sandbox-orders"),
+    path("sandbox/partners/<slug:slug>/orders/<str:reference>", apis.SandboxPartnerOrderStatusApi.as_view(),
+         name="sandbox-order-status"),
     path("sandbox/partners/<slug:slug>/orders/<str:reference>/lines/<int:line_id>/cancel",
          apis.SandboxPartnerCancelLineApi.as_view(), name="sandbox-cancel-line"),
 ]

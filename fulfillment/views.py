@@ -24,6 +24,7 @@ from .attention import attention_dismiss as attention_dismiss_item
 from .models import OrderLine
 from .cancellation import CANCELLABLE, CancellationError, line_request_cancellation
 from .settlement import PaymentServiceError, line_retry_charge
+from .watchdog import overdue_lines
 
 POLL_SECONDS = 5
 
@@ -107,6 +108,7 @@ def attention(request):
         "items": selectors.attention_items(clinic=request.clinic, resolved=resolved),
         "resolved": resolved,
         "open_count": selectors.attention_open_count(clinic=request.clinic),
+        "overdue": [] if resolved else overdue_lines(clinic=request.clinic),
     }
     return render(request, "fulfillment/attention.html", context)
 

@@ -33,7 +33,8 @@ def route_to_django(rsps):
         )
         return response.status_code, {"Content-Type": response.get("Content-Type", "")}, response.content
 
-    rsps.add_callback(responses_lib.POST, re.compile(re.escape(FIZY) + r"/.*"), callback=handle)
+    for method in (responses_lib.POST, responses_lib.GET):
+        rsps.add_callback(method, re.compile(re.escape(FIZY) + r"/.*"), callback=handle)
     return FIZY
 
 
