@@ -25,9 +25,10 @@ class Role:
 
 
 SUPPORT = Role("Support", "read-only: sees every admin page, changes nothing")
-DISPATCH = Role("Dispatch", "retries partner dispatch and sets a line's status", (
+DISPATCH = Role("Dispatch", "retries partner dispatch, sets a line's status and the watchdog's expected times", (
     "fulfillment.change_partnerorder",
     "fulfillment.change_orderline",
+    "fulfillment.add_expectedtime", "fulfillment.change_expectedtime", "fulfillment.delete_expectedtime",
 ))
 FINANCE = Role("Finance", "refunds a line after shipment (with a reason), sets organizations' platform fees, "
                           "approves another staff member's large refund", (
