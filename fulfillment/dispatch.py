@@ -99,6 +99,11 @@ def order_queue_dispatch(*, order: Order) -> list[int]:
     return ids
 
 
+def partner_order_queue_dispatch(*, partner_order: PartnerOrder) -> None:
+    """Queue one new partner order (a rerouted line's) after the caller's transaction commits."""
+    transaction.on_commit(lambda pk=partner_order.pk: _enqueue_dispatch(pk))
+
+
 def _claim(partner_order_id: int) -> bool:
     now = timezone.now()
     claimable = Q(status=PO.QUEUED) | Q(status=PO.SENDING, next_attempt_at__lt=now)

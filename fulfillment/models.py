@@ -102,10 +102,16 @@ class PartnerOrder(models.Model):
     )
     subtotal = MoneyField(default=Decimal("0.00"))
     shipping_fee = MoneyField(default=Decimal("0.00"))
+    is_reroute = models.BooleanField(
+        default=False, help_text="Made after checkout for one line another pharmacy rejected (fulfillment.reroute).",
+    )
 
     class Meta:
-        ordering = ["order_id", "partner__name"]
-        constraints = [models.UniqueConstraint(fields=["order", "partner"], name="partner_order_unique")]
+        ordering = ["order_id", "partner__name", "id"]
+        constraints = [
+            # Checkout sends one partner order per partner; a rerouted line gets a partner order of its own.
+            models.UniqueConstraint(fields=["order", "partner"], condition=Q(is_reroute=False), name="partner_order_unique"),
+        ]
 
     def __str__(self):
         return f"{self.order.number} → {self.partner.name}"
@@ -153,6 +159,10 @@ class OrderLine(models.Model):
         null=True, blank=True, help_text="A follow-up charge for this line was declined (the clinic must update its card)."
     )
     routing_reason = models.CharField(max_length=300, blank=True)
+    rerouted_from = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="rerouted_to",
+        help_text="The rejected line this one replaces at another pharmacy (fulfillment.reroute).",
+    )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True)
     status_reason = models.TextField(blank=True)
     reason_code = models.CharField(

@@ -154,7 +154,8 @@ def _decorate(lines) -> list[OrderLine]:
 def order_lines(*, order: Order, status: str = "", search: str = "") -> list[OrderLine]:
     """The order's lines for the order page, each with patient, product, partner, last event and
     tracking link; filtered by status and a patient search (name words or chart id). One query."""
-    lines = order.lines.select_related("patient", "product", "partner_order__partner")
+    lines = order.lines.select_related("patient", "product", "partner_order__partner",
+                                       "rerouted_from__partner_order__partner", "rerouted_to__partner_order__partner")
     if status:
         lines = lines.filter(status=status)
     for word in search.split()[:5]:

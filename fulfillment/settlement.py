@@ -345,13 +345,18 @@ def _plan_capture(order_id: int) -> dict | None:
         accepted = list(
             order.lines.filter(status__in=CHARGEABLE, amount_charged=0).order_by("pk").values_list("pk", "landed_cost", "fee_share")
         )
-        amount = sum((cost + fee for _, cost, fee in accepted), ZERO)
-        if amount > order.amount_authorized:
-            raise PaymentServiceError(
-                f"Order {order.number}: the accepted lines cost ${amount}, more than the ${order.amount_authorized} "
-                "authorized. Nothing was captured; Fizy support must look at this order."
-            )
-        order.capture_plan = {"line_ids": [pk for pk, _, _ in accepted], "amount": str(amount)}
+        # The capture takes the accepted lines that fit in the authorization, in line order. A line
+        # that does not fit (rerouted to a dearer pharmacy after checkout) is charged on its own
+        # by a follow-up payment once the capture is recorded.
+        taken, amount = [], ZERO
+        for pk, cost, fee in accepted:
+            if amount + cost + fee <= order.amount_authorized:
+                taken.append(pk)
+                amount += cost + fee
+        if len(taken) < len(accepted):
+            logger.info("order %s: %s accepted lines do not fit in the authorization; charged on their own",
+                        order.pk, len(accepted) - len(taken))
+        order.capture_plan = {"line_ids": taken, "amount": str(amount)}
         order.save(update_fields=["capture_plan"])
         return order.capture_plan
 

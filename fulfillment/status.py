@@ -37,6 +37,7 @@ from clinics.audit import Action, audit_record
 
 from .attention import attention_after_status_change
 from .models import LineEvent, Order, OrderLine, PartnerOrder
+from .reasons import PARTNER_SIDE
 
 S = OrderLine.Status
 Source = LineEvent.Source
@@ -190,8 +191,18 @@ def locked_line_apply_status(*, line: OrderLine, to: str, source: str, **details
         )
     if from_status in NEEDS_ATTENTION or to in NEEDS_ATTENTION:
         attention_after_status_change(line=line, from_status=from_status, to=to, reason=reason, reason_code=reason_code)
+    if to == S.REJECTED and reason_code in PARTNER_SIDE:
+        _reroute_after_commit(line.pk)
     _decide_money(line=line, from_status=from_status, to=to, actor=authed_actor)
     return event
+
+
+def _reroute_after_commit(line_id: int) -> None:
+    """The pharmacy's own problem (stock, capability, capacity): the line goes to the next eligible
+    partner by itself (``fulfillment.reroute``), queued before settlement looks at the order."""
+    from django_q.tasks import async_task
+
+    transaction.on_commit(lambda: async_task("fulfillment.tasks.reroute_line", line_id))
 
 
 def _decide_money(*, line: OrderLine, from_status: str, to: str, actor) -> None:

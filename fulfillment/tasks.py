@@ -43,6 +43,15 @@ def charge_order_line(line_id: int):
     return line_charge_follow_up(line_id=line_id)
 
 
+def reroute_line(line_id: int):
+    """A partner rejected the line for a reason of its own (stock, capability, capacity): send it
+    to the next eligible partner (``fulfillment.reroute``). Safe to run twice: a line is rerouted once."""
+    from .reroute import line_reroute_automatically
+
+    new = line_reroute_automatically(line_id=line_id)
+    return new.pk if new else None
+
+
 def sweep_payments():
     """Every few minutes (a django-q2 schedule): captures at the safe age, follow-up charges,
     orphan authorizations released."""

@@ -13,6 +13,7 @@ urlpatterns = [
     path("orders/<int:pk>/receipt", views.receipt, name="receipt"),
     path("orders/<int:pk>/lines/<int:line_pk>/charge", views.charge_again, name="charge-again"),
     path("orders/<int:pk>/lines/<int:line_pk>/cancel", views.line_cancel, name="line-cancel"),
+    path("orders/<int:pk>/lines/<int:line_pk>/reroute", views.line_reroute_view, name="line-reroute"),
     path("clinic/billing/payments", views.payments, name="payments"),
     path("api/partners/<slug:slug>/events", apis.PartnerEventsApi.as_view(), name="partner-events"),
     path("sandbox/partners/<slug:slug>/orders", apis.SandboxPartnerOrdersApi.as_view(), name="sandbox-orders"),

@@ -22,6 +22,7 @@ from . import selectors
 from .attention import AttentionError
 from .attention import attention_dismiss as attention_dismiss_item
 from .models import OrderLine
+from .reroute import RerouteError, line_reroute
 from .cancellation import CANCELLABLE, CancellationError, line_request_cancellation
 from .settlement import PaymentServiceError, line_retry_charge
 from .watchdog import overdue_lines
@@ -194,6 +195,25 @@ def charge_again(request, pk: int, line_pk: int):
     else:
         messages.error(request, (event.message if event else "") or "The card was declined again.")
     return redirect("fulfillment:payments")
+
+
+@clinic_required
+@require_POST
+def line_reroute_view(request, pk: int, line_pk: int):
+    """One click: a rejected line goes to the next eligible pharmacy (the payment follows its price)."""
+    found = selectors.line_for_clinic(clinic=request.clinic, order_pk=pk, line_pk=line_pk)
+    if found is None:
+        raise Http404("No such line in this clinic.")
+    try:
+        new = line_reroute(line_id=found.pk, actor=request.user)
+    except RerouteError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"{found.product_name} for {found.patient.full_name} is sent to "
+                                  f"{new.partner_order.partner.name} ({new.price:,.2f} USD).")
+    if request.POST.get("back") == "attention":
+        return redirect("fulfillment:attention")
+    return redirect("fulfillment:order", pk=pk)
 
 
 @clinic_required

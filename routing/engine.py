@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import datetime
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import NamedTuple
@@ -155,18 +155,21 @@ def _related_by_id(lines: list, name: str, model) -> dict:
     return found
 
 
-def _load_world(needs: list[_Need], *, clinic: Clinic | None, today: datetime.date) -> _World:
+def _load_world(needs: list[_Need], *, clinic: Clinic | None, today: datetime.date,
+                exclude_partner_ids: Collection[int] = ()) -> _World:
     product_ids = {need.product.pk for need in needs}
     states = {need.state for need in needs if need.state}
     offerings: dict[int, list[Offering]] = defaultdict(list)
-    for offering in Offering.objects.filter(product_id__in=product_ids).select_related("partner"):
+    found = Offering.objects.filter(product_id__in=product_ids).exclude(partner_id__in=list(exclude_partner_ids))
+    for offering in found.select_related("partner"):
         offerings[offering.product_id].append(offering)
     partner_ids = {o.partner_id for group in offerings.values() for o in group}
     licenses = {
         (lic.partner_id, lic.state): lic
         for lic in PartnerStateLicense.objects.filter(partner_id__in=partner_ids, state__in=states)
     } if partner_ids and states else {}
-    rules = RoutingRule.objects.filter(active=True).filter(Q(product__isnull=True) | Q(product_id__in=product_ids))
+    rules = (RoutingRule.objects.filter(active=True).filter(Q(product__isnull=True) | Q(product_id__in=product_ids))
+             .exclude(partner_id__in=list(exclude_partner_ids)))
     if clinic is None:
         rules = rules.filter(clinic__isnull=True, organization__isnull=True)
     else:
@@ -323,10 +326,11 @@ def _describe_costs(decisions: list[RoutingDecision], shipments: dict[tuple, lis
         d.reason = f"{headline} (" + "; ".join(d.skipped_rules) + ")" if d.skipped_rules else headline
 
 
-def _route(needs: list[_Need], *, clinic: Clinic | None, today: datetime.date | None) -> list[RoutingDecision]:
+def _route(needs: list[_Need], *, clinic: Clinic | None, today: datetime.date | None,
+           exclude_partner_ids: Collection[int] = ()) -> list[RoutingDecision]:
     if not needs:
         return []
-    world = _load_world(needs, clinic=clinic, today=today or timezone.localdate())
+    world = _load_world(needs, clinic=clinic, today=today or timezone.localdate(), exclude_partner_ids=exclude_partner_ids)
     decisions = [_decide(need, world) for need in needs]
     _apply_shipping_shares(decisions)
     return decisions
@@ -335,9 +339,12 @@ def _route(needs: list[_Need], *, clinic: Clinic | None, today: datetime.date | 
 # --- public interface ----------------------------------------------------------------------------
 
 
-def route_lines(lines: Iterable, *, clinic: Clinic | None, today: datetime.date | None = None) -> dict[int, RoutingDecision]:
+def route_lines(lines: Iterable, *, clinic: Clinic | None, today: datetime.date | None = None,
+                exclude_partner_ids: Collection[int] = ()) -> dict[int, RoutingDecision]:
     """Decide a partner for each line (CartLine-like objects), keyed by line id, in a fixed number
-    of queries. ``clinic`` is the cart's clinic (for rules conditioned on clinic/organization)."""
+    of queries. ``clinic`` is the cart's clinic (for rules conditioned on clinic/organization).
+    ``exclude_partner_ids``: partners that must not get the lines (they refused them already, when
+    a line is rerouted); they are left out as if they carried nothing, and rules naming them too."""
     lines = list(lines)
     patients = _related_by_id(lines, "patient", Patient)
     products = _related_by_id(lines, "product", Product)
@@ -348,7 +355,7 @@ def route_lines(lines: Iterable, *, clinic: Clinic | None, today: datetime.date 
         )
         for line in lines
     ]
-    return {d.line_id: d for d in _route(needs, clinic=clinic, today=today)}
+    return {d.line_id: d for d in _route(needs, clinic=clinic, today=today, exclude_partner_ids=exclude_partner_ids)}
 
 
 def route_preview(

@@ -119,7 +119,7 @@ def test_partner_down_past_the_limit_fails_its_lines_while_the_other_partner_is_
     assert Schedule.objects.filter(func="fulfillment.tasks.dispatch_partner_order").count() == 4
     page = client_alice.get("/orders/attention").content.decode()
     for line in failing.lines.select_related("patient"):
-        assert f'id="line-{line.pk}"' in page
+        assert f'data-line="{line.pk}"' in page
     assert "Down Pharmacy" in page and "could not be reached" in page
 
 

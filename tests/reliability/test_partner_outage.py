@@ -115,7 +115,7 @@ def test_a_partner_down_past_the_retry_limit_fails_its_lines_onto_the_attention_
 
     page = client_alice.get(reverse("fulfillment:attention")).content.decode()
     for line in failed:
-        assert f'id="line-{line.pk}"' in page and line.patient.full_name in page
-    assert "We could not reach Cedar" in page
+        assert f'data-line="{line.pk}"' in page and line.patient.full_name in page
+    assert "It could not be sent to Cedar." in page
     for line in order.partner_orders.get(partner=harbor).lines.all():
-        assert f'id="line-{line.pk}"' not in page
+        assert f'data-line="{line.pk}"' not in page

@@ -40,6 +40,7 @@ ID_BEARING = {
     "fulfillment:receipt": {"pk": "order"},
     "fulfillment:charge-again": {"pk": "order", "line_pk": "order_line"},
     "fulfillment:line-cancel": {"pk": "order", "line_pk": "order_line"},
+    "fulfillment:line-reroute": {"pk": "order", "line_pk": "order_line"},
     "notices:order": {"pk": "order"},
     "notices:link-revoke": {"pk": "order", "patient_pk": "patient"},
     "notices:link-new": {"pk": "order", "patient_pk": "patient"},
