@@ -26,16 +26,25 @@ from clinics.models import Patient, Prescriber
 from clinics.patients import PATIENT_FIX_FIELDS, PatientError, patient_create, patient_update
 from fulfillment import selectors as fulfillment_selectors
 
+from notices.selectors import coordinator_emails
+
 from . import presenters
 from .base import IDEMPOTENCY_HEADER, ClinicApiView, form_errors
 from .errors import ApiError, error
-from .models import Scope
+from .models import Scope, WebhookSubscription
+from .review import cart_mark_ready
+from .webhooks import WebhookError, subscription_create, subscription_remove
 from .serializers import (
     AddLinesResultSerializer,
     CartLineSerializer,
     CartSerializer,
     LineChangeSerializer,
     LinesInSerializer,
+    NewSubscriptionSerializer,
+    ReadyInSerializer,
+    ReadyResultSerializer,
+    SubscriptionInSerializer,
+    SubscriptionSerializer,
     OrderSerializer,
     OrderSummarySerializer,
     PatientInSerializer,
@@ -318,3 +327,54 @@ class OrderApi(ClinicApiView):
         lines = fulfillment_selectors.order_lines(order=order)
         self.audit_read(obj=order, detail={"lines": len(lines)})
         return Response(presenters.order(order, lines, fulfillment_selectors.order_money(order=order, lines=lines)))
+
+
+class CartReadyApi(ClinicApiView):
+    scope = Scope.CART_WRITE
+
+    @extend_schema(operation_id="cart_ready_for_review", request=ReadyInSerializer, responses={202: ReadyResultSerializer},
+                   summary="Mark the cart ready for review: the clinic's coordinators are emailed and place the order")
+    def post(self, request):
+        note = _checked(ReadyInSerializer, self.data_object() if request.data else {}).get("note", "")
+        review = cart_selectors.cart_review(cart=cart_get_active(clinic=self.clinic))
+        if not review.lines:
+            raise ApiError(409, "cart_empty", "The cart is empty: add lines before asking for a review.")
+        cart_mark_ready(review=review, api_key=self.key, note=note)
+        return Response({"cart": presenters.cart(review), "notified": len(coordinator_emails(clinic=self.clinic))},
+                        status=202)
+
+
+# --- webhooks -----------------------------------------------------------------------------------
+
+
+class WebhooksApi(ClinicApiView):
+    scope = Scope.WEBHOOKS_MANAGE
+
+    @extend_schema(operation_id="webhooks_list", responses={200: SubscriptionSerializer(many=True)},
+                   summary="The clinic's webhook subscriptions")
+    def get(self, request):
+        subs = WebhookSubscription.objects.filter(clinic=self.clinic, active=True)
+        return Response([presenters.subscription(s) for s in subs])
+
+    @extend_schema(operation_id="webhooks_subscribe", request=SubscriptionInSerializer,
+                   responses={201: NewSubscriptionSerializer},
+                   summary="Subscribe a URL to events; the answer holds its signing secret, shown once")
+    def post(self, request):
+        data = _checked(SubscriptionInSerializer, self.data_object())
+        try:
+            sub = subscription_create(clinic=self.clinic, url=data["url"], events=data["events"])
+        except WebhookError as exc:
+            raise ApiError(400, "invalid", str(exc), field="url") from None
+        return Response({**presenters.subscription(sub), "secret": sub.secret}, status=201)
+
+
+class WebhookApi(ClinicApiView):
+    scope = Scope.WEBHOOKS_MANAGE
+
+    @extend_schema(operation_id="webhooks_unsubscribe", responses={204: None}, summary="Remove a webhook subscription")
+    def delete(self, request, pk: int):
+        sub = WebhookSubscription.objects.filter(pk=pk, clinic=self.clinic, active=True).first()
+        if sub is None:
+            raise Http404
+        subscription_remove(subscription=sub)
+        return Response(status=204)

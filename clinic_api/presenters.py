@@ -80,4 +80,8 @@ def order(order, lines, money: dict) -> dict:
             "order_lines": [order_line(line) for line in lines]}
 
 
+def subscription(s) -> dict:
+    return {"id": s.pk, "url": s.url, "events": list(s.events), "active": s.active, "created_at": s.created_at}
+
+
 __all__ = ["patient", "problem", "cart_line", "cart", "order_summary", "order", "status_summary"]

@@ -154,6 +154,8 @@ CLINIC_API_MAX_BODY_BYTES = env.int("CLINIC_API_MAX_BODY_BYTES", default=512 * 1
 CLINIC_WEBHOOK_MAX_ATTEMPTS = env.int("CLINIC_WEBHOOK_MAX_ATTEMPTS", default=8)
 CLINIC_WEBHOOK_BACKOFF_SECONDS = env.float("CLINIC_WEBHOOK_BACKOFF_SECONDS", default=30.0)
 CLINIC_WEBHOOK_TIMEOUT = env.float("CLINIC_WEBHOOK_TIMEOUT", default=10.0)
+# Plain-http webhook URLs only for development (the demo); production clinics give https URLs.
+CLINIC_WEBHOOK_ALLOW_HTTP = env.bool("CLINIC_WEBHOOK_ALLOW_HTTP", default=DEBUG)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Fizy clinic API",

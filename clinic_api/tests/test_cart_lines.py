@@ -116,3 +116,18 @@ def test_validate_and_totals(api, catalog_world):
     assert result["problems"] == [] and result["cart"]["can_checkout"]
     cart = api.get("/api/v1/cart").json()
     assert cart["lines"] == 1 and cart["drugs"] == "320.00" and cart["total"] == cart["drugs"]
+
+
+def test_ready_for_review_emails_the_coordinators(api, alice, clinic_a, catalog_world, mailoutbox,
+                                                  django_capture_on_commit_callbacks):
+    assert api.post("/api/v1/cart/ready").json()["code"] == "cart_empty"
+    api.post("/api/v1/cart/lines", {"lines": [line_body(catalog_world)]}, format="json")
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = api.post("/api/v1/cart/ready", {"note": "Tuesday refills"}, format="json")
+    assert answer.status_code == 202 and answer.json()["notified"] >= 1
+    assert len(mailoutbox) == 1 and alice.email in mailoutbox[0].to
+    mail = mailoutbox[0]
+    assert "ready for review (1 line)" in mail.subject and "EHR sync" in mail.body and "/cart" in mail.body
+    patient = catalog_world["patient"]
+    assert patient.last_name not in mail.body + mail.subject and patient.chart_id not in mail.body
+    assert AuditEntry.objects.filter(action="api.cart_ready_for_review", actor_label="API key 'EHR sync'").exists()

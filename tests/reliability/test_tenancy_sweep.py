@@ -15,7 +15,7 @@ from django.urls import URLResolver, get_resolver
 
 from carts.models import Cart, CartLine
 from carts.services import LineInput, cart_add_lines
-from clinic_api.models import ApiKey
+from clinic_api.models import ApiKey, WebhookDelivery, WebhookSubscription
 from catalog.tests.factories import OfferingFactory, PartnerFactory, ProductFactory
 from clinics.models import AuditEntry, Clinic, Membership, Patient, Prescriber
 from clinics.tests.factories import PatientFactory, PrescriberFactory, PrescriberLicenseFactory
@@ -49,6 +49,8 @@ ID_BEARING = {
     "notices:template": {"milestone": "milestone", "channel": "channel"},
     "notices:template-preview": {"milestone": "milestone", "channel": "channel"},
     "clinic_api:key-revoke": {"pk": "api_key"},
+    "clinic_api:webhook-remove": {"pk": "webhook"},
+    "clinic_api:delivery-resend": {"pk": "webhook_delivery"},
 }
 # Coordinator URLs without an id in the path: they act on the user's own clinic only (the ids
 # they take in the query or the form — patient, product, clinic — are clinic A's in this sweep).
@@ -58,7 +60,7 @@ OWN_CLINIC = {
     "carts:line-add", "carts:acknowledge-all", "carts:validate", "carts:checkout", "carts:refills", "carts:import",
     "carts:import-confirm", "carts:import-sample", "fulfillment:orders", "fulfillment:attention", "fulfillment:payments",
     "notices:index", "notices:patients", "notices:settings",
-    "clinic_api:settings", "clinic_api:key-create",
+    "clinic_api:settings", "clinic_api:key-create", "clinic_api:webhook-create",
 }
 # Anyone may reach these.
 PUBLIC = {"login", "logout", "favicon", "clinic_api:schema", "clinic_api:docs"}
@@ -76,6 +78,9 @@ SIGNED_APIS = {
     "clinic_api:patient": {"pk": "patient"},
     "clinic_api:cart": {},
     "clinic_api:cart-validate": {},
+    "clinic_api:cart-ready": {},
+    "clinic_api:webhooks": {},
+    "clinic_api:webhook": {"pk": "webhook"},
     "clinic_api:cart-lines": {},
     "clinic_api:cart-line": {"pk": "cart_line"},
     "clinic_api:orders": {},
@@ -137,8 +142,12 @@ def world(clinic_a, alice, bob, clinic_b):
         patient=PatientFactory(organization=clinic_b.organization), product=product, prescriber=None, quantity=1)])
     api_key = ApiKey.objects.create(clinic=clinic_a, name="A's EHR", prefix="aaaaaaaa", hashed="a" * 64,
                                     scopes=["cart:write"])
+    webhook = WebhookSubscription.objects.create(clinic=clinic_a, url="https://a.example/hook", events=["order.settled"],
+                                                 secret="whsec_" + "A" * 43 + "=")
+    delivery = WebhookDelivery.objects.create(subscription=webhook, clinic=clinic_a, event_type="order.settled",
+                                              message_id="msg_a", source="order_settled:1", status="delivered")
     ids = {
-        "api_key": api_key.pk,
+        "api_key": api_key.pk, "webhook": webhook.pk, "webhook_delivery": delivery.pk,
         "cart_line": cart_line.pk, "patient": patient.pk, "order": order.pk, "order_line": order_line.pk,
         "partner_slug": partner.slug, "partner_reference": order_line.partner_order.partner_reference or "REF",
         "clinic": clinic_a.pk, "alice": alice.pk, "product": product.pk, "prescriber": prescriber.pk,
@@ -169,6 +178,8 @@ def clinic_a_fingerprint(clinic):
         "prescribers": list(Prescriber.objects.filter(organization=clinic.organization).order_by("pk").values()),
         "memberships": list(Membership.objects.filter(clinic=clinic).order_by("pk").values()),
         "api_keys": list(ApiKey.objects.filter(clinic=clinic).order_by("pk").values()),
+        "webhooks": list(WebhookSubscription.objects.filter(clinic=clinic).order_by("pk").values()),
+        "webhook_deliveries": list(WebhookDelivery.objects.filter(clinic=clinic).order_by("pk").values()),
         "orders": list(Order.objects.filter(clinic=clinic).order_by("pk").values()),
         "partner_orders": list(PartnerOrder.objects.filter(order__clinic=clinic).order_by("pk").values()),
         "order_lines": list(lines.order_by("pk").values()),
