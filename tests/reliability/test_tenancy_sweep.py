@@ -68,6 +68,7 @@ PUBLIC = {"login", "logout", "favicon", "clinic_api:schema", "clinic_api:docs"}
 SIGNED_APIS = {
     "fulfillment:partner-events": {"slug": "partner_slug"},
     "fulfillment:sandbox-orders": {"slug": "partner_slug"},
+    "fulfillment:sandbox-order-status": {"slug": "partner_slug", "reference": "partner_reference"},
     "fulfillment:sandbox-cancel-line": {"slug": "partner_slug", "reference": "partner_reference", "line_id": "order_line"},
     "stripe-events": {},
     "notices:twilio-status": {},
