@@ -110,19 +110,39 @@ def browser():
         chromium.close()
 
 
+# Every page reports what its Content-Security-Policy blocked to the console, where the fixture
+# below collects it (Playwright's init scripts are not subject to the page's policy).
+_REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (e) => {
+  console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || "inline"} on ${e.documentURI}`);
+});
+"""
+
+
 @pytest.fixture
 def page(browser, live_server):
     """A fresh browser tab on the live server. ``page.console_errors`` collects what Chromium's
-    console reported as errors, and uncaught exceptions, for the test to assert on."""
+    console reported as errors, and uncaught exceptions, for the test to assert on. Any
+    Content-Security-Policy violation fails the test, whatever the test asserts."""
     context = browser.new_context(base_url=live_server.url, viewport={"width": 1400, "height": 1000})
     context.set_default_timeout(15_000)
+    context.add_init_script(_REPORT_CSP_VIOLATIONS)
     tab = context.new_page()
     tab.console_errors = []
-    tab.on("console", lambda m: tab.console_errors.append(m.text) if m.type == "error" else None)
+    tab.csp_violations = []
+
+    def on_console(message):
+        if message.type == "error":
+            tab.console_errors.append(message.text)
+        if "CSP violation" in message.text or "Content Security Policy" in message.text:
+            tab.csp_violations.append(message.text)
+
+    tab.on("console", on_console)
     tab.on("pageerror", lambda e: tab.console_errors.append(str(e)))
     tab.on("dialog", lambda d: d.accept())  # hx-confirm prompts: the test means to click OK
     yield tab
     context.close()
+    assert not tab.csp_violations, "the Content-Security-Policy blocked something:\n" + "\n".join(tab.csp_violations)
 
 
 def browser_login(page, username, password):

@@ -2,6 +2,9 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.http import HttpResponse
 from django.urls import include, path
+from health_check.views import HealthCheckView
+
+from fizy.lib.health import QueueAge
 
 from fulfillment.stripe_webhooks import stripe_events
 
@@ -15,6 +18,8 @@ def favicon(request):
 
 urlpatterns = [
     path("favicon.ico", favicon, name="favicon"),
+    path("health/", HealthCheckView.as_view(checks=["health_check.checks.Database", "health_check.checks.Cache", QueueAge]),
+         name="health"),
     path("admin/", admin.site.urls),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

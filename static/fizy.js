@@ -94,7 +94,10 @@
       return;
     }
     form.dataset.submitted = "1";
-    if (button && button.dataset.busy) button.textContent = button.dataset.busy;
+    if (button && button.dataset.busy) {
+      button.textContent = button.dataset.busy;
+      button.disabled = true;
+    }
   });
 
   // After HTMX swaps: keep the pickers' aria-expanded true to what is shown, and when a swap

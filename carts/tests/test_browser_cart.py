@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 def htmx_idle(page):
     """Wait until htmx has finished swapping (new inputs are wired up only after it settles)."""
-    page.wait_for_function("!document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')")
+    page.wait_for_function("() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')")
 
 
 def choose_patient(page, query, name):
@@ -43,7 +43,7 @@ def add_line(page, *, prescriber, quantity, sig, days, clinical_difference=None)
         page.fill("#add-line-form textarea[name=clinical_difference]", clinical_difference)
     count = page.locator("tr.line").count()
     page.click("#add-line-submit")
-    page.wait_for_function(f"document.querySelectorAll('tr.line').length > {count}")
+    page.wait_for_function(f"() => document.querySelectorAll('tr.line').length > {count}")
 
 
 def test_coordinator_builds_edits_and_trims_the_cart(page):

@@ -41,7 +41,7 @@ def row(page, text):
 
 
 def wait_idle(page):
-    page.wait_for_function("!document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')")
+    page.wait_for_function("() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')")
 
 
 def test_flagged_lines_are_listed_first_and_each_is_fixed_in_one_action(page):

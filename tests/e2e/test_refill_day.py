@@ -51,7 +51,7 @@ class Coordinator:
         self.clicks += 2  # open the file chooser, pick the file
 
     def idle(self):
-        self.page.wait_for_function("!document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')")
+        self.page.wait_for_function("() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')")
 
 
 @pytest.fixture

@@ -1,0 +1,51 @@
+"""Every page carries a Content-Security-Policy and a Permissions-Policy; /health/ tells the load
+balancer whether this server can take requests: database, cache and a queue that moves."""
+
+import datetime
+
+import pytest
+from django.utils import timezone
+from django_q.models import OrmQ
+
+
+def test_pages_carry_a_content_security_policy_without_inline_script(client_alice):
+    response = client_alice.get("/cart/")
+    assert response.status_code == 200
+    policy = dict(part.strip().split(" ", 1) for part in response["Content-Security-Policy"].split(";"))
+    assert policy["default-src"] == "'self'"
+    assert "'unsafe-inline'" not in policy["script-src"] and "'unsafe-eval'" not in policy["script-src"]
+    assert "'unsafe-inline'" not in policy["style-src"]
+    assert policy["frame-ancestors"] == "'none'"
+    page = response.content.decode()
+    assert "<script>" not in page and " onclick=" not in page and " onchange=" not in page
+
+
+def test_the_login_page_carries_both_policies(client, db):
+    response = client.get("/login/")
+    assert "script-src 'self'" in response["Content-Security-Policy"]
+    assert "camera=()" in response["Permissions-Policy"] and "geolocation=()" in response["Permissions-Policy"]
+
+
+def test_health_answers_200_when_database_cache_and_queue_are_fine(client, db):
+    OrmQ.objects.create(key="fizy", payload="x", lock=timezone.now() - datetime.timedelta(seconds=10))
+    response = client.get("/health/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200
+    assert set(response.json().values()) == {"OK"}
+    assert len(response.json()) == 3
+    assert client.get("/health/").status_code == 200  # the load balancer's plain request (HTML)
+
+
+@pytest.mark.parametrize("age_seconds, status", [(299, 200), (301, 500)])
+def test_health_fails_when_the_oldest_queued_task_waits_too_long(client, db, settings, age_seconds, status):
+    settings.HEALTH_QUEUE_MAX_AGE_SECONDS = 300
+    now = timezone.now()
+    OrmQ.objects.create(key="fizy", payload="x", lock=now - datetime.timedelta(seconds=age_seconds))
+    OrmQ.objects.create(key="fizy", payload="y", lock=now - datetime.timedelta(seconds=5))
+    # A task a worker holds (its lock lies ahead) is not waiting, however old.
+    OrmQ.objects.create(key="fizy", payload="z", lock=now + datetime.timedelta(seconds=60))
+    response = client.get("/health/?format=json")
+    assert response.status_code == status
+    queue = next(value for key, value in response.json().items() if key.startswith("QueueAge"))
+    assert (queue == "OK") == (status == 200)
+    if status == 500:
+        assert "the oldest queued task has waited 30" in queue and "limit 300 s" in queue
