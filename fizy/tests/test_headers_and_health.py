@@ -26,6 +26,15 @@ def test_the_login_page_carries_both_policies(client, db):
     assert "camera=()" in response["Permissions-Policy"] and "geolocation=()" in response["Permissions-Policy"]
 
 
+def test_only_the_api_docs_page_allows_inline_styles(client, db):
+    docs = client.get("/api/v1/docs/")
+    assert docs.status_code == 200
+    style = next(part for part in docs["Content-Security-Policy"].split(";") if part.strip().startswith("style-src"))
+    assert "'unsafe-inline'" in style
+    script = next(part for part in docs["Content-Security-Policy"].split(";") if part.strip().startswith("script-src"))
+    assert "'unsafe-inline'" not in script and "<script>" not in docs.content.decode()
+
+
 def test_health_answers_200_when_database_cache_and_queue_are_fine(client, db):
     OrmQ.objects.create(key="fizy", payload="x", lock=timezone.now() - datetime.timedelta(seconds=10))
     response = client.get("/health/", HTTP_ACCEPT="application/json")
