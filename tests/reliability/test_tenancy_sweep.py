@@ -63,7 +63,7 @@ OWN_CLINIC = {
     "clinic_api:settings", "clinic_api:key-create", "clinic_api:webhook-create",
 }
 # Anyone may reach these.
-PUBLIC = {"login", "logout", "favicon", "clinic_api:schema", "clinic_api:docs"}
+PUBLIC = {"login", "logout", "favicon", "clinic_api:schema", "clinic_api:docs", "health"}
 # Machine endpoints authenticated by a signature or an API key, never by a session.
 SIGNED_APIS = {
     "fulfillment:partner-events": {"slug": "partner_slug"},
