@@ -143,7 +143,8 @@ def webhook_deliveries_create(causes: list[tuple[int, str, str, dict]]) -> list[
     if not wanted:
         return []
     WebhookDelivery.objects.bulk_create(wanted, ignore_conflicts=True)
-    ids = list(WebhookDelivery.objects.filter(message_id__in=[d.message_id for d in wanted]).values_list("pk", flat=True))
+    ids = list(WebhookDelivery.objects.filter(message_id__in=[d.message_id for d in wanted])
+               .order_by("pk").values_list("pk", flat=True))  # sent in the order they happened
     for pk in ids:
         transaction.on_commit(lambda pk=pk: _enqueue(pk))
     return ids
