@@ -27,6 +27,11 @@ demo: $(RUNTIME_STAMP)
 lint: $(DEV_STAMP)
 	$(VENV)/bin/lint-imports
 
-test: lint
+# axe-core (pinned in tests/e2e/package.json) is injected into pages by the accessibility checks.
+AXE := tests/e2e/node_modules/axe-core/axe.min.js
+$(AXE): tests/e2e/package.json tests/e2e/package-lock.json
+	npm ci --prefix tests/e2e --no-audit --no-fund --silent
+
+test: lint $(AXE)
 	bash .ci/services
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} $(VENV)/bin/pytest $(PYTEST_ARGS)

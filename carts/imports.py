@@ -200,19 +200,53 @@ def sample_row(product: Product) -> tuple[str, int, int]:
     return sig, min(quantity, product.max_quantity_per_line), days
 
 
+SAMPLE_ROWS = 3
+SAMPLE_CANDIDATES = 12  # patients tried for the sample, in chart order
+
+
 def sample_csv(*, clinic: Clinic) -> str:
-    """A sample file built from the clinic's own patients, prescribers and real SKUs."""
-    patients = list(Patient.objects.filter(organization_id=clinic.organization_id).order_by("chart_id")[:3])
-    prescriber = Prescriber.objects.filter(organization_id=clinic.organization_id, active=True).first()
-    # Products a pharmacy carries, of different dosage forms where there are (the SIGs show how each reads).
+    """A sample file built from the clinic's own patients, prescribers and real SKUs, that the
+    cart's own validation accepts as it is: each row a carried product of its own dosage form with
+    directions of that form, for a patient it can ship to, by a prescriber licensed in the
+    patient's state. In a fixed number of queries."""
+    patients = [p for p in Patient.objects.filter(organization_id=clinic.organization_id).order_by("chart_id")
+                if p.date_of_birth and p.address_is_complete][:SAMPLE_CANDIDATES]
+    prescribers = list(Prescriber.objects.filter(organization_id=clinic.organization_id, active=True)
+                       .prefetch_related("licenses").order_by("last_name", "first_name"))
     carried = list(Product.objects.filter(active=True, dea_schedule="", offerings__isnull=False).distinct().order_by("sku"))
+    # One product per dosage form first (the SIGs show how each form reads), then the others.
     first_of_each_form = list({p.dosage_form: p for p in reversed(carried)}.values())[::-1]
-    products = sorted(first_of_each_form, key=lambda p: p.sku)[:3]
-    products += [p for p in carried if p not in products][:3 - len(products)]
+    products = sorted(first_of_each_form, key=lambda p: p.sku) + [p for p in carried if p not in first_of_each_form]
+
+    def licensed_for(patient):
+        return next((pr for pr in prescribers if any(l.state == patient.state and l.is_active() for l in pr.licenses.all())),
+                    prescribers[0] if prescribers else None)
+
+    candidates = []
+    for patient in patients:
+        prescriber = licensed_for(patient)
+        for product in products:
+            sig, quantity, days = sample_row(product)
+            candidates.append(LineInput(patient=patient, product=product, prescriber=prescriber, quantity=quantity,
+                                        sig=sig, days_supply=days))
+    checked = validate_drafts(candidates, clinic=clinic)
+    chosen, used_patients, used_products = [], set(), set()
+    # Rows the cart accepts first; where there are too few (a new clinic), rows all the same.
+    for clean_only in (True, False):
+        for item, problems in zip(candidates, checked):
+            if len(chosen) == SAMPLE_ROWS:
+                break
+            if item.patient.pk in used_patients or item.product.pk in used_products:
+                continue
+            if clean_only and any(p.is_error for p in problems):
+                continue
+            chosen.append(item)
+            used_patients.add(item.patient.pk)
+            used_products.add(item.product.pk)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(SAMPLE_HEADER)
-    for patient, product in zip(patients, products):
-        sig, quantity, days = sample_row(product)
-        writer.writerow([patient.chart_id, product.sku, quantity, sig, prescriber.npi if prescriber else "", days])
+    for item in chosen:
+        writer.writerow([item.patient.chart_id, item.product.sku, item.quantity, item.sig,
+                         item.prescriber.npi if item.prescriber else "", item.days_supply])
     return out.getvalue()

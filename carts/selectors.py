@@ -17,6 +17,8 @@ from routing.engine import CartTotals, cart_totals, route_lines
 from .models import Cart, CartLine
 from .pricing import CartPrice, cart_price
 from .validation import (
+    SET_LINE_FIELD,
+    SET_PATIENT_FIELD,
     Problem,
     ProblemCounts,
     count_problems,
@@ -60,6 +62,19 @@ class Flagged:
     titles: list[str]
     severity: str
     anchor: str
+    problem: Problem | None = None  # the first error with a one-step fix, and that fix (the
+    fix: object = None  # summary offers it beside the link: one action, no scrolling)
+
+
+def _quick_fix(problems: list[Problem]) -> tuple[Problem | None, object]:
+    """The first error's first fix that is one step: a button, or one patient field to type."""
+    for problem in problems:
+        if not problem.is_error:
+            continue
+        for fix in problem.fixes:
+            if fix.action == SET_PATIENT_FIELD or (fix.action == SET_LINE_FIELD and not fix.needs_input):
+                return problem, fix
+    return None, None
 
 
 def _flagged(line) -> Flagged | None:
@@ -67,9 +82,11 @@ def _flagged(line) -> Flagged | None:
     if not open_problems:
         return None
     only_patient = all(p.field == "patient" for p in open_problems)
+    problem, fix = _quick_fix(open_problems)
     return Flagged(line=line, titles=[p.title for p in open_problems],
                    severity="error" if any(p.is_error for p in open_problems) else "warning",
-                   anchor=f"patient-head-{line.patient_id}" if only_patient else f"line-{line.pk}")
+                   anchor=f"patient-head-{line.patient_id}" if only_patient else f"line-{line.pk}",
+                   problem=problem, fix=fix)
 
 
 def cart_review(*, cart: Cart) -> CartReview:

@@ -82,7 +82,10 @@
 
   document.addEventListener("change", function (event) {
     var el = event.target;
-    if (el.matches("select[data-autosubmit]")) el.form.requestSubmit();
+    // A list choice, or a file picked for the CSV import (its preview follows at once).
+    if (el.matches("select[data-autosubmit], input[type=file][data-autosubmit]") && (el.type !== "file" || el.files.length)) {
+      el.form.requestSubmit();
+    }
   });
 
   document.addEventListener("submit", function (event) {
@@ -102,7 +105,21 @@
 
   // After HTMX swaps: keep the pickers' aria-expanded true to what is shown, and when a swap
   // removed the focused element (a fix applied, a row saved), put focus back where work goes on.
+  // A fix applied from the summary's list: focus goes to the next one there (fix, fix, fix by
+  // keyboard), and to "Review & place order" once nothing is left to fix.
+  var fromSummary = false;
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    fromSummary = !!(event.detail.elt && event.detail.elt.closest && event.detail.elt.closest("#cart-summary .summary-fix"));
+  });
+
   document.addEventListener("htmx:afterSettle", function (event) {
+    if (fromSummary && (!document.activeElement || document.activeElement === document.body)) {
+      fromSummary = false;
+      var nextFix = document.querySelector("#flagged-lines .summary-fix input:not([type=hidden]), #flagged-lines .summary-fix button");
+      var checkout = document.querySelector("a#checkout-link");
+      if (nextFix) { nextFix.focus(); return; }
+      if (checkout) { checkout.focus(); return; }
+    }
     document.querySelectorAll("[data-picker] [role=combobox]").forEach(function (box) {
       var list = document.getElementById(box.getAttribute("aria-controls"));
       box.setAttribute("aria-expanded", String(!!(list && options(list).length)));
