@@ -7,6 +7,9 @@ import datetime
 from decimal import Decimal as D
 
 PASSWORD = "fizy-demo-2026"
+# The demo clinic API key (Austin, every scope): public, like the password, so that the curl
+# examples of docs/clinic-api.md run against the demo. Created only where sandboxes are allowed.
+DEMO_API_KEY = ("Bloom Wellness — Austin", "Demo EHR", "fz_demo0000_bloom-austin-demo-key-not-for-production")
 
 ORGANIZATIONS = {
     "Bloom Wellness Group": [

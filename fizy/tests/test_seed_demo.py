@@ -27,6 +27,20 @@ def test_seed_demo_twice_changes_no_row_counts(capsys):
 
 
 @pytest.mark.django_db
+def test_seed_demo_prints_a_clinic_api_key_that_works(capsys):
+    from rest_framework.test import APIClient
+
+    from fizy.demo_data import DEMO_API_KEY
+
+    call_command("seed_demo")
+    call_command("seed_demo")
+    assert DEMO_API_KEY[2] in capsys.readouterr().out
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {DEMO_API_KEY[2]}")
+    assert api.get("/api/v1/cart").status_code == 200
+
+
+@pytest.mark.django_db
 def test_seed_demo_is_a_realistic_world():
     call_command("seed_demo")
     assert Organization.objects.count() == 2

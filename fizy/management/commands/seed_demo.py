@@ -91,6 +91,20 @@ class Command(BaseCommand):
         self.stdout.write(f"Logins (password for all: {data.PASSWORD}):")
         for username, role in logins:
             self.stdout.write(f"  {username:<14} {role}")
+        if settings.FIZY_ALLOW_SANDBOX:
+            token = self._demo_api_key(clinics)
+            self.stdout.write(f"Clinic API key of {data.DEMO_API_KEY[0]} (every scope; docs/clinic-api.md):\n  {token}")
+
+    def _demo_api_key(self, clinics) -> str:
+        from clinic_api.keys import hash_token
+        from clinic_api.models import ApiKey, Scope
+
+        clinic_name, name, token = data.DEMO_API_KEY
+        prefix = token.split("_")[1]
+        ApiKey.objects.update_or_create(
+            prefix=prefix, defaults={"clinic": clinics[clinic_name], "name": name, "hashed": hash_token(token),
+                                     "scopes": list(Scope.values), "revoked_at": None})
+        return token
 
     def _sandbox_card(self, spec) -> dict:
         """A saved sandbox card, as a clinic admin would have set up on the Billing page. The Miami
