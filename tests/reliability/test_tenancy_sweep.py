@@ -70,6 +70,7 @@ SIGNED_APIS = {
     "fulfillment:sandbox-orders": {"slug": "partner_slug"},
     "fulfillment:sandbox-order-status": {"slug": "partner_slug", "reference": "partner_reference"},
     "fulfillment:sandbox-cancel-line": {"slug": "partner_slug", "reference": "partner_reference", "line_id": "order_line"},
+    "fulfillment:sandbox-order-status": {"slug": "partner_slug", "reference": "partner_reference"},
     "stripe-events": {},
     "notices:twilio-status": {},
     "notices:twilio-inbound": {},
