@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
 from django.utils import timezone
+from simple_history.admin import SimpleHistoryAdmin
 
 from clinics.approvals import ApprovalError
 from fizy.lib.webhook_signing import SecretFormatError, generate_secret, validate_secret
@@ -109,7 +110,7 @@ class OfferingInlineForProduct(admin.TabularInline):
 
 
 @admin.register(Partner)
-class PartnerAdmin(admin.ModelAdmin):
+class PartnerAdmin(SimpleHistoryAdmin):
     form = PartnerForm
     list_display = ["name", "slug", "active", "legitscript_id", "licensed_states", "api_base_url"]
     list_filter = ["active", "state_licenses__state"]
@@ -140,6 +141,9 @@ class PartnerAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if request.user.has_perm(CREDENTIALS_PERMISSION):
             form.apply_credentials(obj)
+            if form.credentials_changed:
+                # The history says which credential was replaced (names only: the values never go there).
+                obj._change_reason = "replaced: " + ", ".join(form.credentials_changed)
         new_url = None
         if change and "api_base_url" in form.changed_data:
             # Where patients' data and the Bearer key go changes only with a second approver.
@@ -176,7 +180,7 @@ class PartnerAdmin(admin.ModelAdmin):
 
 
 @admin.register(Product)
-class ProductAdmin(admin.ModelAdmin):
+class ProductAdmin(SimpleHistoryAdmin):
     list_display = ["name", "strength", "dosage_form", "sku", "dea_schedule", "max_quantity_per_line",
                     "requires_clinical_difference", "active"]
     list_filter = ["active", "dosage_form", "dea_schedule", "requires_clinical_difference", "offerings__partner"]
@@ -189,7 +193,7 @@ class ProductAdmin(admin.ModelAdmin):
 
 
 @admin.register(Offering)
-class OfferingAdmin(admin.ModelAdmin):
+class OfferingAdmin(SimpleHistoryAdmin):
     list_display = ["product", "partner", "partner_sku", "unit_price", "shipping_fee", "stock_quantity", "active"]
     list_editable = ["stock_quantity", "active"]
     list_filter = ["active", "partner", "product__dosage_form"]

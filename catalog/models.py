@@ -4,6 +4,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 from localflavor.us.models import USStateField
+from simple_history.models import HistoricalRecords
 
 from fizy.lib.encryption import EncryptedTextField
 from fizy.lib.money import MoneyField
@@ -52,6 +53,10 @@ class Partner(models.Model):
     )
 
     CREDENTIAL_FIELDS = ("api_key", "webhook_secret", "webhook_secret_next")
+
+    # Every save keeps a before/after row (the partner's History in the admin); the credentials
+    # never go there, only when each was last changed.
+    history = HistoricalRecords(excluded_fields=list(CREDENTIAL_FIELDS))
 
     class Meta:
         ordering = ["name"]
@@ -123,6 +128,9 @@ class Product(models.Model):
     )
     active = models.BooleanField(default=True)
 
+    # Every save (the admin's too) keeps a before/after row: the object's History page in the admin.
+    history = HistoricalRecords()
+
     class Meta:
         ordering = ["name", "strength"]
 
@@ -147,6 +155,9 @@ class Offering(models.Model):
         null=True, blank=True, help_text="When the partner last reported its stock (a signed stock event)."
     )
     active = models.BooleanField(default=True)
+
+    # Every save (the admin's too) keeps a before/after row: the object's History page in the admin.
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["product__name", "partner__name"]

@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
+from simple_history.admin import SimpleHistoryAdmin
 
 from fizy.lib.admin import ReadOnlyAdmin
 from fizy.lib.dates import parse_us_or_iso_date
@@ -17,7 +18,7 @@ class ClinicInline(admin.TabularInline):
 
 
 @admin.register(Organization)
-class OrganizationAdmin(admin.ModelAdmin):
+class OrganizationAdmin(SimpleHistoryAdmin):
     list_display = ["name", "clinic_count", "platform_fee_percent", "platform_fee_fixed", "created_at"]
     search_fields = ["name"]
     inlines = [ClinicInline]
@@ -62,7 +63,7 @@ class ClinicAdmin(admin.ModelAdmin):
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(SimpleHistoryAdmin):
     list_display = ["user", "clinic", "role", "created_at"]
     list_filter = ["role", "clinic"]
     search_fields = ["user__username", "user__email", "clinic__name"]

@@ -11,6 +11,7 @@ from django.utils import timezone
 from localflavor.us.forms import USZipCodeField as USZipCodeFormField
 from localflavor.us.models import USStateField, USZipCodeField
 from phonenumber_field.modelfields import PhoneNumberField
+from simple_history.models import HistoricalRecords
 
 from fizy.lib.identifiers import validate_dea, validate_npi
 from fizy.lib.money import MoneyField, money
@@ -81,6 +82,9 @@ class Organization(models.Model):
     )
     platform_fee_fixed = MoneyField("platform fee per order ($)", default=Decimal("0.00"))
 
+    # Every save (the admin's too) keeps a before/after row: the object's History page in the admin.
+    history = HistoricalRecords()
+
     class Meta:
         ordering = ["name"]
         permissions = [("change_platform_fee", "Can set an organization's platform fee (finance)")]
@@ -140,6 +144,9 @@ class Membership(models.Model):
     clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=20, choices=Role.choices, default=Role.COORDINATOR)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    # Every save (the admin's too) keeps a before/after row: the object's History page in the admin.
+    history = HistoricalRecords()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "clinic"], name="membership_unique")]

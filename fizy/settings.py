@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "clinic_api",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "simple_history",
     "fizy.apps.FizyConfig",  # project-wide commands (seed_demo, demo, check_money) and deployment checks
 ]
 
@@ -72,7 +73,11 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "simple_history.middleware.HistoryRequestMiddleware",  # who made an admin change, for its history
 ]
+# History (django-simple-history) is a record, not an undo button: a revert would bypass the
+# second-staff approval of a partner's API URL.
+SIMPLE_HISTORY_REVERT_DISABLED = True
 
 ROOT_URLCONF = "fizy.urls"
 

@@ -3,6 +3,7 @@ from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.urls import path
 from localflavor.us.us_states import STATE_CHOICES
+from simple_history.admin import SimpleHistoryAdmin
 
 from .engine import route_preview
 from .forms import RouteTestForm, RoutingRuleForm
@@ -29,7 +30,7 @@ class ShipToStateFilter(admin.SimpleListFilter):
 
 
 @admin.register(RoutingRule)
-class RoutingRuleAdmin(admin.ModelAdmin):
+class RoutingRuleAdmin(SimpleHistoryAdmin):
     form = RoutingRuleForm
     list_display = ["priority", "name", "conditions", "partner", "active", "updated_at"]
     list_display_links = ["name"]

@@ -1,6 +1,7 @@
 from django.core.exceptions import ValidationError
 from django.db import models
 from localflavor.us.us_states import STATE_CHOICES
+from simple_history.models import HistoricalRecords
 
 from catalog.models import Partner, Product
 from clinics.models import Clinic, Organization
@@ -50,6 +51,9 @@ class RoutingRule(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    # Every save (the admin's too) keeps a before/after row: the object's History page in the admin.
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["priority", "id"]

@@ -50,6 +50,7 @@ def test_a_partner_url_change_waits_for_a_second_approver(client, make_staff):
     response = client.post(APPROVALS, decide, follow=True)
     assert any(f"order API URL is now {NEW}" in m for m in messages_of(response))
     assert Partner.objects.get(pk=partner.pk).api_base_url == NEW
+    assert partner.history.latest().history_user == iris  # the partner's History says who applied it
     approval.refresh_from_db()
     assert (approval.status, approval.decided_by) == ("approved", iris)
     audit = AuditEntry.objects.get(action="partner.api_url_changed")
