@@ -94,6 +94,10 @@ REGEX_FILLS = {
     # Admin's final catch-all matches any path under admin/ and has no id of its own: it cannot be
     # "filled" with clinic A's ids, so one made-up path stands for it.
     "admin:(?P<url>.*)$": ["admin/no-such-page/42/"],
+    # One past version of a configuration object (django-simple-history): object id, history id.
+    **{f"admin:{name}_simple_history": [f"admin/{name.replace('_', '/', 1)}/1/history/1/"] for name in [
+        "clinics_organization", "clinics_membership", "catalog_partner", "catalog_product", "catalog_offering",
+        "routing_routingrule"]},
 }
 # Admin URLs (namespace "admin") are classified by rule: they need a staff login, which bob lacks.
 
