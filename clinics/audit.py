@@ -39,6 +39,7 @@ class Action(StrEnum):
     LINE_STATUS = "order_line.status_changed"
     LINE_CANCEL_REQUESTED = "order_line.cancel_requested"
     LINE_REROUTE = "order_line.rerouted"
+    LINE_HOLD_ANSWER = "order_line.hold_answered"
     PARTNER_ORDER_SENT = "partner_order.sent"
     PARTNER_ORDER_DISPATCH_FAILED = "partner_order.dispatch_failed"
     PARTNER_ORDER_RETRY = "partner_order.retry_dispatch"

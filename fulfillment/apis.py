@@ -1,12 +1,14 @@
 """DRF endpoints partners call. Authentication is the webhook signature alone (see fulfillment.webhooks)."""
 
+from rest_framework.exceptions import ParseError, UnsupportedMediaType
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from fizy.lib.http import BodyTooLarge, client_address, read_body_at_most
 
 from .models import RefusedWebhookRequest
-from .sandbox import sandbox_cancel_line, sandbox_lookup_order, sandbox_order_status, sandbox_receive_order
+from .sandbox import sandbox_answer_hold, sandbox_cancel_line, sandbox_lookup_order, sandbox_order_status, sandbox_receive_order
 from .webhooks import max_body_bytes, partner_event_receive, partner_event_refuse
 
 
@@ -57,6 +59,26 @@ class SandboxPartnerCancelLineApi(APIView):
 
     def post(self, request, slug: str, reference: str, line_id: int):
         status_code, data = sandbox_cancel_line(slug=slug, reference=reference, line_id=line_id, headers=request.headers)
+        return Response(data, status=status_code)
+
+
+class SandboxPartnerHoldAnswerApi(APIView):
+    """``POST /sandbox/partners/<slug>/orders/<reference>/lines/<line_id>/responses`` (demo):
+    the clinic answers a hold, as multipart/form-data (``text``, ``file``)."""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+    parser_classes = [MultiPartParser]
+
+    def post(self, request, slug: str, reference: str, line_id: int):
+        def read_answer():
+            try:
+                return request.data.get("text", ""), request.FILES.get("file")
+            except (ParseError, UnsupportedMediaType) as exc:
+                raise ValueError(str(exc)) from None
+
+        status_code, data = sandbox_answer_hold(slug=slug, reference=reference, line_id=line_id, headers=request.headers,
+                                                read_answer=read_answer)
         return Response(data, status=status_code)
 
 

@@ -11,7 +11,8 @@ Items open and close with the line's status, decided by the state machine
 
 People resolve the others: re-ordered into the cart (carts), rerouted to another pharmacy
 (``fulfillment.reroute``), or dismissed with a reason. Answering a hold marks the item
-"answered" (still open, waiting for the pharmacy). Staff items open when a partner reports on
+"answered" (still open, waiting for the pharmacy; ``fulfillment.holds``); when the pharmacy then
+moves the line on, the item resolves as answered. Staff items open when a partner reports on
 a line we had marked failed (the partner has the order after all).
 """
 
@@ -67,8 +68,13 @@ def attention_after_status_change(*, line: OrderLine, from_status: str, to: str,
             resolution = Resolution.CLOSED
         else:
             resolution = Resolution.RESUMED
-        _resolve_open(line_id=line.pk, audience=Audience.CLINIC, resolution=resolution, actor_label="status",
-                      note=f"The line became {S(to).label.lower()}.")
+        note = f"The line became {S(to).label.lower()}."
+        if resolution == Resolution.RESUMED:
+            # An answered hold that the pharmacy moves on resolves as answered.
+            AttentionItem.objects.filter(line_id=line.pk, audience=Audience.CLINIC, resolved_at__isnull=True,
+                                         answered_at__isnull=False).update(
+                resolution=Resolution.ANSWERED, resolved_at=timezone.now(), resolved_by_label="status", resolution_note=note)
+        _resolve_open(line_id=line.pk, audience=Audience.CLINIC, resolution=resolution, actor_label="status", note=note)
     if to in OPENS:
         _open(line=line, audience=Audience.CLINIC, kind=OPENS[to], reason_code=reason_code, message=reason)
 

@@ -339,6 +339,7 @@ class AttentionItem(models.Model):
         REROUTED = "rerouted", "Sent to another pharmacy"
         DISMISSED = "dismissed", "Dismissed"
         RESUMED = "resumed", "The pharmacy moved the line on"
+        ANSWERED = "answered", "Answered; the pharmacy moved the line on"
         RETRIED = "retried", "Sent again"
         CLOSED = "closed", "The line was closed"
 
@@ -381,6 +382,36 @@ class AttentionItem(models.Model):
     @property
     def is_open(self) -> bool:
         return self.resolved_at is None
+
+
+class HoldAnswer(models.Model):
+    """What a coordinator sent a pharmacy that holds a line: text and/or one file (a signed
+    prescription, a document), stored through Django's default storage, and what the partner said."""
+
+    class Status(models.TextChoices):
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent to the pharmacy"
+        FAILED = "failed", "Could not be sent"
+
+    line = models.ForeignKey(OrderLine, on_delete=models.CASCADE, related_name="hold_answers")
+    attention_item = models.ForeignKey(AttentionItem, null=True, blank=True, on_delete=models.SET_NULL, related_name="answers")
+    text = models.TextField(blank=True)
+    file = models.FileField(upload_to="hold-answers/%Y/%m/", blank=True, max_length=200)
+    file_name = models.CharField(max_length=200, blank=True, help_text="The name the file was uploaded with.")
+    file_type = models.CharField(max_length=40, blank=True, help_text="Checked from the file's content.")
+    file_size = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.SENDING)
+    error = models.TextField(blank=True)
+    partner_response_id = models.CharField(max_length=100, blank=True)
+    answered_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"answer to line {self.line_id} ({self.get_status_display()})"
 
 
 class PaymentEvent(models.Model):

@@ -434,3 +434,32 @@ class PartnerClient:
                 status_code=answer.status,
             )
         return "requested" if answer.status == 202 else "cancelled"
+
+    def answer_hold(self, *, reference: str, line_id: int, text: str, file: tuple[str, bytes, str] | None,
+                    idempotency_key: str) -> str:
+        """Answer a held line: ``POST {api}/orders/{reference}/lines/{line_id}/responses``, as
+        multipart/form-data with a ``text`` field and at most one ``file`` part (``file`` is
+        (name, bytes, content type)). Returns the partner's id for the answer. Raises
+        PartnerRejected when the partner refuses it (4xx), PartnerUnavailable when it cannot be
+        reached or fails (5xx): the clinic may send it again (same Idempotency-Key)."""
+        name = self.partner.name
+        parts = {"text": (None, text.encode("utf-8"), "text/plain; charset=utf-8")}
+        if file is not None:
+            parts["file"] = file
+        try:
+            answer = self._exchange(
+                "POST", f"{self.base_url}/orders/{reference}/lines/{line_id}/responses", files=parts,
+                headers=self._headers(**{"Idempotency-Key": idempotency_key}),
+            )
+        except PartnerUnavailable as exc:
+            raise PartnerUnavailable(f"Could not reach {name} to send the answer: {exc.reason}") from None
+        if answer.status >= 500 or answer.status == 429:
+            raise PartnerUnavailable(f"{name} answered {answer.status}; try again in a moment.", status_code=answer.status)
+        if answer.status >= 400:
+            raise PartnerRejected(f"{name} did not take the answer: {_error_text(answer.status, answer.body, answer.reason)}",
+                                  status_code=answer.status)
+        try:
+            data = json.loads(answer.body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            data = {}
+        return str(data.get("id", ""))[:100] if isinstance(data, dict) else ""

@@ -5,6 +5,8 @@ It speaks the partner protocol of ``docs/partner-api.md`` from the partner's sid
 - ``POST /sandbox/partners/<slug>/orders`` takes our order (checks ``Authorization: Bearer
   <partner.api_key>`` and ``Idempotency-Key``; a repeated key returns the same reference).
 - ``GET /sandbox/partners/<slug>/orders/<reference>`` (the status call) says where each line is.
+- ``POST /sandbox/partners/<slug>/orders/<reference>/lines/<id>/responses`` takes a clinic's answer
+  to a hold and releases it (an ``accepted`` webhook for the line follows).
 - Over the following minutes it sends webhooks signed the Standard Webhooks way with the
   partner's secrets (real HTTP through ``requests``) to
   ``SANDBOX_WEBHOOK_BASE_URL`` + ``/api/partners/<slug>/events``, one step at a time, each step a
@@ -203,6 +205,49 @@ def sandbox_cancel_line(*, slug: str, reference: str, line_id: int, headers) -> 
             order.payload = {**order.payload, "cancelled_line_ids": sorted(cancelled | {line_id})}
             order.save(update_fields=["payload"])
     return 200, {"line_id": line_id, "status": "cancelled"}
+
+
+def sandbox_answer_hold(*, slug: str, reference: str, line_id: int, headers, read_answer) -> tuple[int, dict]:
+    """``POST /sandbox/partners/<slug>/orders/<reference>/lines/<line_id>/responses``: the sandbox
+    takes a clinic's answer to a hold (text and/or a file), keeps a note of it, and releases the
+    hold: an ``accepted`` webhook for the line follows (a django-q2 task). ``read_answer()``
+    parses the body into (text, file), once the API key is checked; it raises ValueError for a
+    body that is not multipart/form-data."""
+    from django_q.tasks import async_task
+
+    partner, refusal = _authenticated_partner(slug, headers)
+    if refusal:
+        return refusal
+    if not headers.get("Idempotency-Key"):
+        return 400, {"error": "An Idempotency-Key header is required."}
+    try:
+        text, file = read_answer()
+    except ValueError:
+        return 415, {"error": "Send the answer as multipart/form-data."}
+    if not (text or "").strip() and file is None:
+        return 422, {"error": "An answer needs a text or a file."}
+    with transaction.atomic():
+        order = SandboxPartnerOrder.objects.select_for_update().filter(partner=partner, reference=reference).first()
+        if order is None or line_id not in {line["line_id"] for line in order.payload.get("lines", [])}:
+            return 404, {"error": f"No line {line_id} in order {reference}."}
+        answers = [*order.payload.get("answers", []), {"line_id": line_id, "text": (text or "")[:200],
+                                                        "file": getattr(file, "name", ""), "size": getattr(file, "size", 0)}]
+        order.payload = {**order.payload, "answers": answers}
+        order.save(update_fields=["payload"])
+        number = len(answers)
+        transaction.on_commit(lambda: async_task("fulfillment.tasks.sandbox_release_hold", order.pk, line_id, number))
+    return 201, {"id": f"{reference}-{line_id}-answer-{number}", "status": "received"}
+
+
+def sandbox_release_hold(*, sandbox_order_id: int, line_id: int, number: int) -> int | None:
+    """The sandbox pharmacy read the clinic's answer: the line is accepted (its webhook sent)."""
+    order = SandboxPartnerOrder.objects.select_related("partner").filter(pk=sandbox_order_id).first()
+    if order is None:
+        return None
+    event = {"event_id": f"{order.reference}-{line_id}-released-{number}", "occurred_at": timezone.now().isoformat(),
+             "line_id": line_id, "status": LS.ACCEPTED, "reason": "Thank you: the answer resolves the hold.",
+             "reason_code": "", "tracking_number": "", "carrier": ""}
+    return sandbox_send_event(partner=order.partner, event=event)
 
 
 # --- the progression ---------------------------------------------------------------------------

@@ -247,6 +247,11 @@ def open_items_by_line(*, lines) -> dict[int, AttentionItem]:
     return {item.line_id: item for item in items}
 
 
+def hold_answers(*, line: OrderLine) -> list:
+    """What the clinic already answered on this line, newest first."""
+    return list(line.hold_answers.select_related("answered_by").order_by("-created_at", "-id"))
+
+
 # --- money the clinic sees -----------------------------------------------------------------------
 
 

@@ -24,6 +24,13 @@ def sandbox_play_step(sandbox_order_id: int, step: int, attempt: int = 1) -> int
     return play(sandbox_order_id=sandbox_order_id, step=step, attempt=attempt)
 
 
+def sandbox_release_hold(sandbox_order_id: int, line_id: int, number: int):
+    """The sandbox partner pharmacy releases a hold the clinic answered."""
+    from .sandbox import sandbox_release_hold as release
+
+    return release(sandbox_order_id=sandbox_order_id, line_id=line_id, number=number)
+
+
 def refund_order_line(line_id: int, actor_id: int | None = None):
     """A line will never be charged (rejected, cancelled, failed): give back its landed cost if it
     had been captured (settlement decides)."""

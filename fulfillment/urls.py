@@ -14,6 +14,7 @@ urlpatterns = [
     path("orders/<int:pk>/lines/<int:line_pk>/charge", views.charge_again, name="charge-again"),
     path("orders/<int:pk>/lines/<int:line_pk>/cancel", views.line_cancel, name="line-cancel"),
     path("orders/<int:pk>/lines/<int:line_pk>/reroute", views.line_reroute_view, name="line-reroute"),
+    path("orders/<int:pk>/lines/<int:line_pk>/answer", views.line_answer, name="line-answer"),
     path("clinic/billing/payments", views.payments, name="payments"),
     path("api/partners/<slug:slug>/events", apis.PartnerEventsApi.as_view(), name="partner-events"),
     path("sandbox/partners/<slug:slug>/orders", apis.SandboxPartnerOrdersApi.as_view(), name="sandbox-orders"),
@@ -21,4 +22,6 @@ urlpatterns = [
          name="sandbox-order-status"),
     path("sandbox/partners/<slug:slug>/orders/<str:reference>/lines/<int:line_id>/cancel",
          apis.SandboxPartnerCancelLineApi.as_view(), name="sandbox-cancel-line"),
+    path("sandbox/partners/<slug:slug>/orders/<str:reference>/lines/<int:line_id>/responses",
+         apis.SandboxPartnerHoldAnswerApi.as_view(), name="sandbox-hold-answer"),
 ]

@@ -22,6 +22,7 @@ from . import selectors
 from .attention import AttentionError
 from .attention import attention_dismiss as attention_dismiss_item
 from .models import OrderLine
+from .holds import MAX_FILE_BYTES, HoldAnswerError, line_answer_hold
 from .reroute import RerouteError, line_reroute
 from .cancellation import CANCELLABLE, CancellationError, line_request_cancellation
 from .settlement import PaymentServiceError, line_retry_charge
@@ -65,6 +66,9 @@ def order(request, pk: int):
     search = request.GET.get("q", "").strip()[:100]
     counts = selectors.order_status_counts(order=found)
     lines = selectors.order_lines(order=found, status=status, search=search)
+    open_items = selectors.open_items_by_line(lines=lines)
+    for each in lines:
+        each.open_item = open_items.get(each.pk)
     context = {
         "nav": "orders",
         "order": found,
@@ -214,6 +218,30 @@ def line_reroute_view(request, pk: int, line_pk: int):
     if request.POST.get("back") == "attention":
         return redirect("fulfillment:attention")
     return redirect("fulfillment:order", pk=pk)
+
+
+@clinic_required
+def line_answer(request, pk: int, line_pk: int):
+    """"Answer the pharmacy" for a line on hold: the form (GET), then text and/or a file sent (POST)."""
+    found = selectors.line_for_clinic(clinic=request.clinic, order_pk=pk, line_pk=line_pk)
+    if found is None:
+        raise Http404("No such line in this clinic.")
+    back = "attention" if request.POST.get("back", request.GET.get("back")) == "attention" else "order"
+    if request.method == "POST":
+        try:
+            line_answer_hold(line=found, actor=request.user, text=request.POST.get("text", ""),
+                             upload=request.FILES.get("file"))
+        except HoldAnswerError as exc:
+            messages.error(request, str(exc))
+            if found.status != OrderLine.Status.ON_HOLD:
+                return redirect("fulfillment:order", pk=pk)
+        else:
+            messages.success(request, f"Your answer is sent to {found.partner_order.partner.name}; the line shows "
+                                      "“answered, waiting for the pharmacy” until the pharmacy moves it.")
+            return redirect("fulfillment:attention") if back == "attention" else redirect("fulfillment:order", pk=pk)
+    context = {"nav": "orders", "line": found, "order": found.order, "back": back,
+               "answers": selectors.hold_answers(line=found), "max_mb": MAX_FILE_BYTES // (1024 * 1024)}
+    return render(request, "fulfillment/answer.html", context)
 
 
 @clinic_required

@@ -16,7 +16,7 @@ Tests script how it *answers* each order POST, in turn, with ``script``:
 
 It also answers the order lookup (``GET /orders?idempotency_key=``), the status call
 (``GET /orders/{reference}``, lines as set in ``line_status``) and hold answers
-(``POST /lines/{id}/responses``, multipart), recording every request in ``calls``.
+(``POST /orders/{reference}/lines/{id}/responses``, multipart), recording every request in ``calls``.
 """
 
 from __future__ import annotations
@@ -93,8 +93,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         path = urlsplit(self.path).path
         base = self.server.prefix
-        if path.startswith(f"{base}/lines/") and path.endswith("/responses"):
-            return self._answer_hold(path[len(f"{base}/lines/"):-len("/responses")], raw)
+        if path.startswith(f"{base}/orders/") and path.endswith("/responses"):
+            # /orders/{reference}/lines/{line_id}/responses
+            reference, _, line_id = path[len(f"{base}/orders/"):-len("/responses")].partition("/lines/")
+            return self._answer_hold(reference, line_id, raw)
         if path != f"{base}/orders":
             return self._json(404, {"error": "Not found."})
         key = self.headers.get("Idempotency-Key", "").strip()
@@ -152,7 +154,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self.server.cut_off += 1
         self.close_connection = True
 
-    def _answer_hold(self, line_id: str, raw: bytes) -> None:
+    def _answer_hold(self, reference: str, line_id: str, raw: bytes) -> None:
+        order = next((o for o in self.server.orders.values() if o["reference"] == reference), None)
+        if order is None or not line_id.isdigit() or int(line_id) not in {
+                line["line_id"] for line in order["payload"]["lines"]}:
+            return self._json(404, {"error": f"No line {line_id} in order {reference}."})
         content_type = self.headers.get("Content-Type", "")
         if not content_type.startswith("multipart/form-data"):
             return self._json(415, {"error": "Send the answer as multipart/form-data."})
@@ -168,7 +174,9 @@ class _Handler(BaseHTTPRequestHandler):
             elif name == "file":
                 files.append({"filename": part.get_filename(), "content_type": part.get_content_type(),
                               "data": part.get_payload(decode=True)})
-        self._record("hold_answer", line_id=int(line_id), key=key, text=text, files=files)
+        if not text and not files:
+            return self._json(422, {"error": "An answer needs a text or a file."})
+        self._record("hold_answer", reference=reference, line_id=int(line_id), key=key, text=text, files=files)
         if self.server.hold_answer_status != 201:
             return self._json(self.server.hold_answer_status, {"error": "Cannot take answers right now."})
         self._json(201, {"id": f"resp-{line_id}-{key[:8]}", "status": "received"})
