@@ -7,6 +7,7 @@ from fizy.lib.admin import ReadOnlyAdmin
 from fizy.lib.dates import parse_us_or_iso_date
 
 from .approvals import PERMISSION, ApprovalError, approval_approve, approval_decline
+from .audit import Action, audit_record
 from .models import Approval, AuditEntry, Clinic, DEARegistration, Membership, Organization, Patient, Prescriber, PrescriberLicense
 
 
@@ -178,3 +179,16 @@ class StaffUserAdmin(UserAdmin):
         if obj is not None and obj.is_superuser and not request.user.is_superuser:
             return False
         return super().has_change_permission(request, obj)
+
+    def save_related(self, request, form, formsets, change):
+        # Who gave whom which staff role is in our audit trail, before → after.
+        user = form.instance
+        before = sorted(user.groups.values_list("name", flat=True)) if change else []
+        super().save_related(request, form, formsets, change)
+        after = sorted(user.groups.values_list("name", flat=True))
+        flags = [f for f in ("is_active", "is_staff", "is_superuser") if f in form.changed_data]
+        if before != after or flags:
+            audit_record(action=Action.STAFF_ACCESS_CHANGE, actor=request.user, obj=user, detail={
+                "username": user.username, "roles": {"from": before, "to": after},
+                **{flag: {"from": form.initial.get(flag), "to": form.cleaned_data.get(flag)} for flag in flags},
+            })

@@ -74,6 +74,7 @@ class Action(StrEnum):
     APPROVAL_DECLINED = "approval.declined"
     APPROVAL_FAILED = "approval.failed"
     PARTNER_API_URL_CHANGE = "partner.api_url_changed"
+    STAFF_ACCESS_CHANGE = "staff.access_changed"
 
 
 def _entry(*, action, actor=None, actor_label="", clinic=None, patient=None, obj=None, detail=None) -> AuditEntry:

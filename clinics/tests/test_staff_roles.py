@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from catalog.models import Partner
 from catalog.tests.factories import PartnerFactory
-from clinics.models import Membership, Organization
+from clinics.models import AuditEntry, Membership, Organization
 from clinics.roles import DISPATCH, FINANCE, INTEGRATIONS, ROLES, SUPPORT, USER_ADMIN
 from clinics.tests.factories import UserFactory
 from fulfillment.tests.factories import order_with_lines
@@ -142,6 +142,9 @@ def test_a_user_admin_gives_roles_but_never_superuser(as_role):
     assert client.post(change_url(staff), form).status_code == 302
     staff.refresh_from_db()
     assert staff.is_staff and not staff.is_superuser and list(staff.groups.all()) == [finance]
+    audit = AuditEntry.objects.get(action="staff.access_changed", object_id=str(staff.pk))
+    assert audit.actor == admin_user and audit.detail["roles"] == {"from": [], "to": ["Finance"]}
+    assert audit.detail["is_staff"] == {"from": False, "to": True}
 
     form = admin_form_data(client.get(change_url(admin_user)).content.decode(), "user_form", is_superuser="on")
     client.post(change_url(admin_user), form)
