@@ -333,7 +333,7 @@ def partner_order_can_retry(partner_order: PartnerOrder, *, now: datetime | None
 
 def partner_order_retry_dispatch(*, partner_order: PartnerOrder, actor) -> PartnerOrder:
     """Staff action, at any time: send a failed or stale partner order again (attempts start over,
-    its failed lines go back to pending). Lines accepted after the order's payment was settled are
+    its failed lines go back to pending, except those the clinic re-ordered). Lines accepted after the order's payment was settled are
     charged on their own by settlement (a follow-up charge), so a retry needs no payment step."""
     with transaction.atomic(durable=True):
         locked = PartnerOrder.objects.select_for_update().select_related("order__clinic", "partner").get(pk=partner_order.pk)
@@ -352,7 +352,9 @@ def partner_order_retry_dispatch(*, partner_order: PartnerOrder, actor) -> Partn
             action=Action.PARTNER_ORDER_RETRY, actor=actor, clinic=locked.order.clinic, obj=locked,
             detail={"partner": locked.partner.slug, "was": previous},
         )
-        for line in locked.lines.select_for_update().filter(status=LS.FAILED).order_by("pk"):
+        # A failed line the clinic has re-ordered meanwhile stays failed: sending it would order it twice.
+        reordered = AttentionItem.objects.filter(resolution=AttentionItem.Resolution.REORDERED).values("line_id")
+        for line in locked.lines.select_for_update().filter(status=LS.FAILED).exclude(pk__in=reordered).order_by("pk"):
             line_apply_status(
                 line=line, to=LS.PENDING, source=LineEvent.Source.STAFF, actor=actor,
                 actor_label=getattr(actor, "username", ""), reason="Dispatch retried by pharmacy staff.",

@@ -112,7 +112,6 @@ def attention(request):
         "nav": "attention",
         "items": selectors.attention_items(clinic=request.clinic, resolved=resolved),
         "resolved": resolved,
-        "open_count": selectors.attention_open_count(clinic=request.clinic),
         "overdue": [] if resolved else overdue_lines(clinic=request.clinic),
     }
     return render(request, "fulfillment/attention.html", context)

@@ -74,3 +74,22 @@ def test_a_line_that_moved_on_is_refused(client_alice, clinic_a):
     response = client_alice.post(f"/cart/reorder/{shipped.pk}", follow=True)
     assert "only a rejected or unsent line" in response.content.decode()
     assert not CartLine.objects.exists()
+
+
+def test_a_failed_line_re_ordered_is_not_sent_again_by_a_staff_retry(client_alice, clinic_a, charlie):
+    from fulfillment.dispatch import partner_order_retry_dispatch
+    from fulfillment.models import PartnerOrder
+
+    order = order_with_lines(clinic=clinic_a, lines_per_partner=2)
+    reordered, other = order.lines.order_by("pk")
+    for line in (reordered, other):
+        line_apply_status(line=line, to=S.FAILED, source="system", reason="Harbor refused the order (404).")
+    PartnerOrder.objects.filter(order=order).update(status=PartnerOrder.Status.FAILED)
+    client_alice.post(f"/cart/reorder/{reordered.pk}")
+    assert AttentionItem.objects.get(line=reordered).resolution == AttentionItem.Resolution.REORDERED
+
+    partner_order_retry_dispatch(partner_order=order.partner_orders.get(), actor=charlie)
+
+    reordered.refresh_from_db()
+    other.refresh_from_db()
+    assert (reordered.status, other.status) == (S.FAILED, S.PENDING)

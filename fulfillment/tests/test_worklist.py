@@ -82,3 +82,35 @@ def test_another_clinic_gets_404_on_dismiss_and_sees_none_of_the_items(client_bo
     assert client_bob.post(f"/orders/attention/{item.pk}/dismiss", {"reason": "x"}).status_code == 404
     page = client_bob.get("/orders/attention").content.decode()
     assert 'id="item-' not in page and "attention-count" not in page
+
+
+def _queries_for_attention_page(client, clinic, n):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    order = order_with_lines(clinic=clinic, partners=[PartnerFactory()], lines_per_partner=n)
+    OrderLine.objects.filter(order=order).update(status=S.SENT)
+    for line in order.lines.all():
+        line_apply_status(line=line, to=S.REJECTED, source="webhook", reason="No.", reason_code="other")
+    client.get("/orders/attention")  # the session's clinic is set on a first visit
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get("/orders/attention").content.decode()
+    return len(queries), page.count('<tr id="item-')
+
+
+def test_the_worklist_costs_the_same_queries_for_few_or_many_items(client_alice, clinic_a):
+    few, shown = _queries_for_attention_page(client_alice, clinic_a, 2)
+    assert shown == 2
+    many, shown = _queries_for_attention_page(client_alice, clinic_a, 8)
+    assert shown == 10 and many == few
+
+
+def test_the_coordinators_digest_lists_open_items_only(order_a):
+    from notices.selectors import digest_items
+
+    assert {line.status for line in digest_items(clinic=order_a.clinic)} == {S.REJECTED, S.ON_HOLD}
+    item = AttentionItem.objects.get(line__status=S.ON_HOLD)
+    from fulfillment.attention import attention_dismiss
+
+    attention_dismiss(item=item, actor=None, reason="Handled by phone")
+    assert [line.status for line in digest_items(clinic=order_a.clinic)] == [S.REJECTED]
