@@ -109,6 +109,19 @@ class PatientsApi(ClinicApiView):
         return Response(presenters.patient(patient), status=200)
 
 
+    @extend_schema(operation_id="patients_find", responses={200: PatientSerializer(many=True)},
+                   parameters=[OpenApiParameter("chart_id", str, required=True, description="The EHR's chart id.")],
+                   summary="Find a patient by chart id (a list of zero or one)")
+    def get(self, request):
+        chart_id = request.query_params.get("chart_id", "").strip()
+        if not chart_id:
+            raise ApiError(400, "required", "Give the chart id to look for: ?chart_id=…", field="chart_id")
+        patient = Patient.objects.filter(organization_id=self.clinic.organization_id, chart_id=chart_id).first()
+        if patient is not None:
+            self.audit_read(obj=patient, patient=patient)
+        return Response([presenters.patient(patient)] if patient else [])
+
+
 class PatientApi(ClinicApiView):
     scope = Scope.PATIENTS_WRITE
 

@@ -67,3 +67,11 @@ def test_a_malformed_body_gets_400(api):
     answer = api.post("/api/v1/patients", "{not json", content_type="application/json")
     assert answer.status_code == 400 and answer.json()["code"] == "malformed_body"
     assert api.post("/api/v1/patients", [1, 2], format="json").json()["code"] == "malformed_body"
+
+
+def test_find_a_patient_by_chart_id(api, clinic_a, clinic_b):
+    mine = PatientFactory(organization=clinic_a.organization, chart_id="EHR-7")
+    PatientFactory(organization=clinic_b.organization, chart_id="EHR-8")
+    assert [p["id"] for p in api.get("/api/v1/patients", {"chart_id": "EHR-7"}).json()] == [mine.pk]
+    assert api.get("/api/v1/patients", {"chart_id": "EHR-8"}).json() == []
+    assert api.get("/api/v1/patients").json()["code"] == "required"
