@@ -1,14 +1,16 @@
 """Checkout: one payment for the whole cart, then one order with a partner order per pharmacy.
 
 In this order (Saleor's complete_checkout, Oscar's OrderCreator):
-1. lock the cart row, check the coordinator saw this version, validate and route it again, and
-   move it to "checking out" (edits are refused meanwhile);
+1. lock the cart row, check the coordinator saw this version, validate and route it again,
+   reserve one fill of each line's prescription (a conditional update: a line whose
+   prescription's last fill went to another order is flagged ``refills_exhausted`` and nothing
+   is authorized), and move it to "checking out" (edits are refused meanwhile);
 2. authorize the total with the clinic's saved card — outside any database lock;
 3. re-lock the cart and create the Order, one PartnerOrder per partner and one OrderLine per
    line (patient, ship-to, product, partner SKU, SIG and prices snapshotted), close the cart,
    open a fresh one, and queue the partner dispatch after commit.
 A declined or failed authorization puts the cart back exactly as it was (same lines, same
-version). If step 3 fails after an approval, the authorization is cancelled: never a charge
+version) and gives the reserved fills back; the order uses them (step 3, same transaction). If step 3 fails after an approval, the authorization is cancelled: never a charge
 without an order. A double submit finds the cart checking out (or already replaced by an empty
 one) and does nothing; the authorization's idempotency key is per cart version (and attempt), so
 even a retry that reaches the gateway replays the first authorization instead of charging twice.
@@ -39,11 +41,12 @@ from fulfillment.settlement import (
     authorization_release,
     payment_record_failure,
 )
+from prescriptions.services import FillsUnavailable, fills_release, fills_reserve, fills_use
 from routing.engine import RoutingDecision, route_lines
 
 from .models import ACTIVE_CART_STATUSES, Cart, CartLine
 from .pricing import CartPrice, cart_price
-from .validation import Problem, has_blocking_errors, validate_cart
+from .validation import Problem, has_blocking_errors, refills_exhausted_problem, validate_cart
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +156,24 @@ class _Prepared:
         return self.price.total
 
 
+def fills_hold(cart: Cart) -> str:
+    """What the fills reserved by a checkout of ``cart`` are held under (one checkout at a time)."""
+    return f"cart-{cart.pk}"
+
+
+def _reserve_fills(cart: Cart, lines: list[CartLine]) -> None:
+    """One fill of each line's prescription, in the caller's locked transaction. A prescription
+    that lost its last fill to another order since validation blocks the checkout: its line is
+    flagged, nothing is authorized (the caller's transaction rolls back every reservation)."""
+    fills_release(hold=fills_hold(cart))  # a dead checkout's leftovers, if any
+    try:
+        fills_reserve(hold=fills_hold(cart), prescription_ids=[l.prescription_id for l in lines if l.prescription_id])
+    except FillsUnavailable as exc:
+        lost = set(exc.prescription_ids)
+        raise CheckoutBlocked([refills_exhausted_problem(line, line.prescription)
+                               for line in lines if line.prescription_id in lost]) from exc
+
+
 def _prepare(*, clinic: Clinic, expected_version: int | None, quote: Quote | None) -> _Prepared:
     with transaction.atomic(durable=True):
         cart = Cart.objects.select_for_update().filter(clinic=clinic, status__in=ACTIVE_CART_STATUSES).first()
@@ -165,7 +186,7 @@ def _prepare(*, clinic: Clinic, expected_version: int | None, quote: Quote | Non
         if expected_version is not None and cart.version != expected_version:
             raise CheckoutError("The cart changed since you reviewed it (a colleague may have edited it). "
                                 "Review the updated cart, then place the order again.")
-        lines = list(cart.lines.select_related("patient", "product", "prescriber").order_by("pk"))
+        lines = list(cart.lines.select_related("patient", "product", "prescriber", "prescription").order_by("pk"))
         decisions = route_lines(lines, clinic=clinic)
         problems = validate_cart(cart, decisions=decisions, lines=lines)
         if has_blocking_errors(problems):
@@ -174,6 +195,7 @@ def _prepare(*, clinic: Clinic, expected_version: int | None, quote: Quote | Non
         if quote is not None and quote.total != price.total:
             raise TotalChanged(old_total=quote.total, new_total=price.total,
                                changes=_price_changes(lines, quote, price))
+        _reserve_fills(cart, lines)
         cart.status = Cart.Status.CHECKING_OUT
         cart.checkout_started_at = timezone.now()
         cart.save(update_fields=["status", "checkout_started_at", "updated_at"])
@@ -181,9 +203,12 @@ def _prepare(*, clinic: Clinic, expected_version: int | None, quote: Quote | Non
 
 
 def _reopen(cart: Cart) -> None:
-    """Put the cart back as it was before the checkout started (the version is untouched)."""
-    Cart.objects.filter(pk=cart.pk, status=Cart.Status.CHECKING_OUT).update(
-        status=Cart.Status.OPEN, checkout_started_at=None)
+    """Put the cart back as it was before the checkout started (the version is untouched), and
+    give its reserved fills back."""
+    with transaction.atomic():
+        fills_release(hold=fills_hold(cart))
+        Cart.objects.filter(pk=cart.pk, status=Cart.Status.CHECKING_OUT).update(
+            status=Cart.Status.OPEN, checkout_started_at=None)
 
 
 def reopen_stale_checkouts() -> int:
@@ -191,7 +216,15 @@ def reopen_stale_checkouts() -> int:
     if any, is released by fulfillment's orphan sweeper): open for edits again, unchanged.
     Returns how many were reopened."""
     stale = Cart.objects.filter(status=Cart.Status.CHECKING_OUT, checkout_started_at__lt=timezone.now() - CHECKOUT_GRACE)
-    return stale.update(status=Cart.Status.OPEN, checkout_started_at=None)
+    reopened = 0
+    for cart in stale.only("pk"):
+        with transaction.atomic():
+            if Cart.objects.filter(pk=cart.pk, status=Cart.Status.CHECKING_OUT,
+                                   checkout_started_at__lt=timezone.now() - CHECKOUT_GRACE).update(
+                    status=Cart.Status.OPEN, checkout_started_at=None):
+                fills_release(hold=fills_hold(cart))
+                reopened += 1
+    return reopened
 
 
 def _create_order(*, prepared: _Prepared, actor, authorization: Authorization, gateway_name: str) -> Order:
@@ -206,11 +239,14 @@ def _create_order(*, prepared: _Prepared, actor, authorization: Authorization, g
             offering=decisions[line.pk].offering, unit_price=decisions[line.pk].unit_price,
             shipping_share=decisions[line.pk].shipping_share, landed_cost=decisions[line.pk].landed_cost,
             routing_reason=decisions[line.pk].reason, fee_share=prepared.price.fee_shares.get(line.pk, ZERO),
+            prescription=line.prescription,
         )
         for line in prepared.lines
     ]
     order = order_place(clinic=cart.clinic, cart_id=cart.pk, drafts=drafts, authorization=authorization,
                         gateway_name=gateway_name, actor=actor)
+    fills_use(hold=fills_hold(cart), order_lines=dict(
+        order.lines.filter(prescription__isnull=False).values_list("prescription_id", "pk")))
     cart.status = Cart.Status.SUBMITTED
     cart.submitted_at = timezone.now()
     cart.save(update_fields=["status", "submitted_at", "updated_at"])

@@ -4,6 +4,7 @@ from django.db.models import Q
 
 from catalog.models import Product
 from clinics.models import Clinic, Patient, Prescriber
+from prescriptions.models import Prescription
 
 ACTIVE_CART_STATUSES = ["open", "checking_out"]
 
@@ -44,6 +45,10 @@ class CartLine(models.Model):
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="cart_lines")
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="cart_lines")
     prescriber = models.ForeignKey(Prescriber, null=True, blank=True, on_delete=models.PROTECT, related_name="cart_lines")
+    prescription = models.ForeignKey(
+        Prescription, null=True, blank=True, on_delete=models.PROTECT, related_name="cart_lines",
+        help_text="The prescription of record this line fills.",
+    )
     quantity = models.PositiveIntegerField()
     sig = models.TextField("SIG (directions)", blank=True)
     days_supply = models.PositiveIntegerField(null=True, blank=True)

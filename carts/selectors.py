@@ -133,7 +133,7 @@ def lines_by_patient(review: CartReview) -> list[tuple[Patient, list[CartLine], 
 def cart_lines(*, cart: Cart) -> list[CartLine]:
     # The page shows neither phone nor email; parsing each patient's phone number costs more than
     # the query. Lines share the cart object instead of loading a cart and clinic copy each.
-    lines = list(CartLine.objects.filter(cart=cart).select_related("patient", "product", "prescriber").defer(
+    lines = list(CartLine.objects.filter(cart=cart).select_related("patient", "product", "prescriber", "prescription").defer(
         "patient__phone", "patient__email", "patient__created_at", "patient__updated_at",
         "created_at", "added_by", "updated_by"))
     for line in lines:

@@ -12,6 +12,9 @@ from catalog.models import Product
 from clinics.audit import Action, audit_record, audit_record_many
 from clinics.models import Clinic, Patient, Prescriber
 
+from prescriptions.models import Prescription
+from prescriptions.selectors import pick_prescription, prescriptions_for_pairs
+
 from .models import ACTIVE_CART_STATUSES, Cart, CartLine
 from .validation import validate_cart
 
@@ -50,6 +53,7 @@ class LineInput:
     refills: int = 0
     clinical_difference: str = ""
     notes: str = ""
+    prescription: Prescription | None = None  # None: the patient's prescription on file is picked
 
 
 @dataclass
@@ -129,12 +133,18 @@ def cart_add_lines(*, clinic: Clinic, items: list[LineInput], actor, action: Act
         }
         to_create: dict[tuple[int, int], CartLine] = {}
         merged: dict[tuple[int, int], tuple[CartLine, int]] = {}
+        on_file = prescriptions_for_pairs(clinic=clinic, pairs={
+            (i.patient.pk, i.product.pk) for i in items if i.prescription is None})
         for item in items:
             key = (item.patient.pk, item.product.pk)
+            prescription = item.prescription or pick_prescription(on_file.get(key, []))
+            if prescription is not None and (prescription.patient_id, prescription.product_id) != key:
+                raise CartError(f"That prescription is not {item.patient.full_name}'s for {item.product.name}.")
             line = existing.get(key) or to_create.get(key)
             if line is None:
                 to_create[key] = CartLine(
                     cart=cart, patient=item.patient, product=item.product, prescriber=item.prescriber,
+                    prescription=prescription,
                     quantity=item.quantity, sig=item.sig.strip(), days_supply=item.days_supply, refills=item.refills,
                     clinical_difference=item.clinical_difference.strip(), notes=item.notes.strip(),
                     added_by=actor, updated_by=actor,
@@ -148,10 +158,13 @@ def cart_add_lines(*, clinic: Clinic, items: list[LineInput], actor, action: Act
                 line.sig = item.sig.strip()
             if line.prescriber_id is None and item.prescriber is not None:
                 line.prescriber = item.prescriber
+            if line.prescription_id is None and prescription is not None:
+                line.prescription = prescription
         created = CartLine.objects.bulk_create(list(to_create.values()))
         if merged:
             CartLine.objects.bulk_update(
-                [line for line, _ in merged.values()], ["quantity", "sig", "prescriber", "updated_by", "updated_at"]
+                [line for line, _ in merged.values()],
+                ["quantity", "sig", "prescriber", "prescription", "updated_by", "updated_at"],
             )
         _bump(cart)
         audit_record_many(
@@ -255,3 +268,22 @@ def cart_remove_line(*, line: CartLine, actor) -> None:
                      detail={"cart": cart.pk, "product": line.product_id, "quantity": line.quantity})
         line.delete()
         _bump(cart)
+
+
+def cart_line_set_prescription(*, line: CartLine, prescription: Prescription, actor) -> CartLine:
+    """Point ``line`` to ``prescription`` (one of the clinic's, for the line's patient and product). Audited."""
+    with transaction.atomic():
+        cart = _lock_open_cart(line.cart.clinic)
+        line = CartLine.objects.select_for_update().select_related("patient", "product").filter(pk=line.pk, cart=cart).first()
+        if line is None:
+            raise CartError("That line is no longer in the cart.")
+        if prescription.patient_id != line.patient_id or prescription.product_id != line.product_id:
+            raise CartError(f"That prescription is not {line.patient.full_name}'s for {line.product.name}.")
+        if line.prescription_id == prescription.pk:
+            return line
+        line.prescription, line.updated_by = prescription, actor
+        line.save(update_fields=["prescription", "updated_by", "updated_at"])
+        _bump(cart)
+        audit_record(action=Action.CART_CHANGE, actor=actor, clinic=cart.clinic, patient=line.patient, obj=line,
+                     detail={"cart": cart.pk, "fields": ["prescription"], "prescription": prescription.pk})
+    return line

@@ -16,6 +16,7 @@ urlpatterns = [
     path("cart/lines/<int:pk>/remove", views.line_remove, name="line-remove"),
     path("cart/lines/<int:pk>/acknowledge", views.line_acknowledge, name="line-acknowledge"),
     path("cart/lines/<int:pk>/fix", views.line_fix, name="line-fix"),
+    path("cart/lines/<int:pk>/prescription", views.line_prescription, name="line-prescription"),
     path("cart/acknowledge-all", views.acknowledge_all, name="acknowledge-all"),
     path("cart/patients/<int:pk>/fix", views.patient_fix, name="patient-fix"),
     path("cart/validate", views.validate, name="validate"),

@@ -1,9 +1,9 @@
 """Preflight validation of a whole cart, before any card is authorized.
 
 ``validate_cart`` returns a list of :class:`Problem` values, each attached to the line and the
-CartLine field it concerns (``patient``, ``product``, ``prescriber``, ``quantity``, ``sig``,
-``days_supply``, ``refills``, ``clinical_difference``; ``line_id=None, field="cart"`` for the cart
-itself). Every message says what to do. Codes are the module-level constants below; templates,
+CartLine field it concerns (``patient``, ``product``, ``prescriber``, ``prescription``, ``quantity``,
+``sig``, ``days_supply``, ``refills``, ``clinical_difference``; ``line_id=None, field="cart"`` for the
+cart itself). Every message says what to do. Codes are the module-level constants below; templates,
 tests and the API compare against them, never against messages.
 
 Severity: errors block checkout; warnings never do. A warning whose code is in the line's
@@ -20,6 +20,15 @@ Limits used (documented in docs/routing.md as well):
   "see notes", "n/a", "same as before"…) and filler words are set aside;
 - clinical difference statement: at least 20 characters when the product requires one.
 
+The prescription of record (prescriptions/): every line points to one. ``prescription_missing``,
+``prescription_expired`` (past its expiry, or cancelled), ``refills_exhausted`` (no fill left; the
+fix is to request a new prescription), ``prescription_mismatch`` (the line's product, quantity or
+SIG differs from the prescription's), ``controlled_refill_limit`` (a controlled product's
+prescription carries more refills than its schedule allows in the patient's state, or is older
+than its schedule's validity) are errors; ``refill_too_soon`` is a warning while less than
+``settings.PRESCRIPTION_REFILL_TOO_SOON_SHARE`` of the last fill's days supply has passed since
+that fill was *delivered* (it then replaces ``duplicate_therapy``, which counts from the order).
+
 Fixes: each problem carries the fixes it can be given in one action (``Problem.fixes``, each a
 :class:`Fix`): another prescriber of the organization licensed (and, for controlled products,
 DEA-registered) in the patient's state; the SIG, days supply or clinical difference of the
@@ -31,7 +40,8 @@ Queries: a fixed number whatever the cart size — the lines with patient, produ
 the licenses, in the patients' states, of the lines' prescribers and of the organization's active
 prescribers (with the prescriber); their DEA registrations; routing (offerings, partner licenses,
 rules), unless the caller passes the decisions it already has; the patients' latest received
-order lines. Everything else is checked in memory.
+order lines; the lines' prescriptions with the other prescriptions of their patients and products;
+their last delivered fills. Everything else is checked in memory.
 
 ``validate_drafts`` runs the same checks on lines that are not in the cart yet (the add-line form,
 the CSV import's preview), so that what the cart would flag is said before a line is added.
@@ -46,11 +56,14 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
 from clinics.models import DEARegistration, Patient, Prescriber, PrescriberLicense, date_of_birth_problem
 from fulfillment.selectors import latest_lines_by_patient_product
+from prescriptions.rules import rule_for
+from prescriptions.selectors import PrescriptionFacts, pick_prescription, prescription_facts
 from routing.engine import RoutingDecision, route_lines
 
 from .models import Cart, CartLine
@@ -83,6 +96,13 @@ DUPLICATE_THERAPY = "duplicate_therapy"
 # code (fulfillment.reasons), on the field it points at, until that field changes.
 PHARMACY_PREFIX = "pharmacy_"
 
+PRESCRIPTION_MISSING = "prescription_missing"
+PRESCRIPTION_EXPIRED = "prescription_expired"
+REFILLS_EXHAUSTED = "refills_exhausted"
+REFILL_TOO_SOON = "refill_too_soon"
+PRESCRIPTION_MISMATCH = "prescription_mismatch"
+CONTROLLED_REFILL_LIMIT = "controlled_refill_limit"
+
 # What the cart summary lists for each flagged line, next to the patient and product.
 TITLES = {
     CART_EMPTY: "the cart is empty",
@@ -111,6 +131,13 @@ TITLES = {
     "pharmacy_prescription_needed": "the pharmacy needs a signed prescription",
     "pharmacy_clinical_question": "the pharmacist had a clinical question",
     "pharmacy_address_undeliverable": "the pharmacy could not deliver to the address",
+
+    PRESCRIPTION_MISSING: "no prescription on file",
+    PRESCRIPTION_EXPIRED: "prescription expired",
+    REFILLS_EXHAUSTED: "no refills left: request a new prescription",
+    REFILL_TOO_SOON: "refill too soon after the last delivery (warning)",
+    PRESCRIPTION_MISMATCH: "differs from the prescription",
+    CONTROLLED_REFILL_LIMIT: "controlled-substance refill limit",
 }
 
 MIN_DAYS_SUPPLY = 1
@@ -141,6 +168,8 @@ SET_LINE_FIELD = "set"  # set a line field to ``value``; with ``value=""`` the c
 SET_PATIENT_FIELD = "patient"  # the coordinator types the patient's ``field``
 ACKNOWLEDGE = "acknowledge"  # order anyway (a warning)
 REMOVE_LINE = "remove"
+USE_PRESCRIPTION = "use-prescription"  # point the line to the prescription ``value`` (its id)
+RECORD_PRESCRIPTION = "record-prescription"  # record a prescription in the line's row (form in place)
 
 # Codes a line cannot be added without (the add-line form and the CSV import alike): what only
 # the line itself can say. Every other problem is shown before adding and fixed in the cart.
@@ -204,6 +233,7 @@ class _Facts:
     latest: dict[tuple[int, int], object]  # (patient, product) → OrderLine with placed_at
     # state → [(prescriber, active license)] of the organization's active prescribers, by name
     licensed: dict[str, list[tuple[Prescriber, PrescriberLicense]]]
+    prescriptions: PrescriptionFacts = dataclasses.field(default_factory=PrescriptionFacts)
 
     def prescribers_for(self, state: str, *, controlled: bool) -> list[tuple[Prescriber, PrescriberLicense]]:
         """Active prescribers with an active license in ``state`` (and an active DEA registration
@@ -437,6 +467,9 @@ def _check_duplicate_therapy(line, facts: _Facts) -> Iterator[Problem]:
     previous = facts.latest.get((line.patient_id, line.product_id))
     if previous is None or not previous.days_supply:
         return
+    rx = _prescription_of(line, facts)
+    if rx is not None and rx.pk in facts.prescriptions.last_delivered:
+        return  # refill_too_soon judges it from the delivery of the prescription's last fill
     received_on = timezone.localdate(previous.placed_at)
     remaining = (received_on + datetime.timedelta(days=previous.days_supply) - facts.today).days
     if remaining > previous.days_supply * REFILL_TOO_SOON_FRACTION:
@@ -474,6 +507,105 @@ def _check_pharmacy_flag(line, facts: _Facts) -> Iterator[Problem]:
         fixes = [*fixes, Fix(ACKNOWLEDGE, "Checked, order as is")]
     yield _problem(line, field, PHARMACY_PREFIX + flag.get("reason_code", "other"), message, severity, fixes)
 
+# --- the prescription of record ---------------------------------------------------------------
+
+def _prescription_of(line, facts: _Facts):
+    """The line's prescription; for a line not in the cart yet (the add form, the CSV preview),
+    the one adding it will pick."""
+    if line.prescription_id:
+        return facts.prescriptions.by_id.get(line.prescription_id)
+    if line.pk is not None and line.pk < 0:
+        return pick_prescription(facts.prescriptions.by_pair.get((line.patient_id, line.product_id), []),
+                                 today=facts.today)
+    return None
+
+
+def _other_prescriptions(line, rx, facts: _Facts) -> list[Fix]:
+    usable = [other for other in facts.prescriptions.by_pair.get((line.patient_id, line.product_id), [])
+              if other.is_usable(facts.today) and (rx is None or other.pk != rx.pk)]
+    best = pick_prescription(usable, today=facts.today)
+    if best is None:
+        return []
+    return [Fix(USE_PRESCRIPTION, f"Use Rx {best.reference} (written {best.written_on:%b %d, %Y}, "
+                                  f"{_plural(best.fills_remaining, 'fill')} left)", "prescription", str(best.pk))]
+
+
+def refills_exhausted_problem(line, rx) -> Problem:
+    """The problem of a line whose prescription has no fill left (also when another order took
+    the last one while this cart was being checked out)."""
+    return _problem(line, "prescription", REFILLS_EXHAUSTED,
+                    f"Rx {rx.reference} for {line.product.name} has no fills left (all {rx.refills_authorized + 1} "
+                    f"authorized fills are used). Request a new prescription from {rx.prescriber}.",
+                    fixes=[Fix(RECORD_PRESCRIPTION, "Request a new prescription", "prescription")])
+
+
+def _check_prescription(line, facts: _Facts) -> Iterator[Problem]:
+    rx = _prescription_of(line, facts)
+    record = Fix(RECORD_PRESCRIPTION, "Record the prescription", "prescription")
+    if rx is None:
+        yield _problem(line, "prescription", PRESCRIPTION_MISSING,
+                       f"No prescription of record for {line.product.name} for {line.patient.full_name}. Record it "
+                       "(e-prescription reference, signed document, or written by the prescriber) or pick one on file.",
+                       fixes=[*_other_prescriptions(line, None, facts), record])
+        return
+    status = rx.effective_status(facts.today)
+    if status in (rx.Status.EXPIRED, rx.Status.CANCELLED):
+        why = f"expired on {rx.expires_on:%b %d, %Y}" if status == rx.Status.EXPIRED else "was cancelled"
+        yield _problem(line, "prescription", PRESCRIPTION_EXPIRED,
+                       f"Rx {rx.reference} for {line.product.name} {why}. Request a new prescription from "
+                       f"{rx.prescriber}.",
+                       fixes=[*_other_prescriptions(line, rx, facts),
+                              Fix(RECORD_PRESCRIPTION, "Request a new prescription", "prescription")])
+        return
+    if rx.fills_remaining <= 0:
+        problem = refills_exhausted_problem(line, rx)
+        yield dataclasses.replace(problem, fixes=(*_other_prescriptions(line, rx, facts), *problem.fixes))
+        return
+    product = line.product
+    if product.is_controlled:
+        rule = rule_for(schedule=product.dea_schedule, state=line.patient.state)
+        if rx.refills_authorized > rule.max_refills:
+            yield _problem(line, "prescription", CONTROLLED_REFILL_LIMIT,
+                           f"{product.name} is {product.get_dea_schedule_display()}: a prescription may carry at most "
+                           f"{_plural(rule.max_refills, 'refill')}, and Rx {rx.reference} carries "
+                           f"{rx.refills_authorized}. Request a new prescription within the limit.",
+                           fixes=[Fix(RECORD_PRESCRIPTION, "Request a new prescription", "prescription")])
+        elif (facts.today - rx.written_on).days > rule.valid_days:
+            yield _problem(line, "prescription", CONTROLLED_REFILL_LIMIT,
+                           f"{product.name} is {product.get_dea_schedule_display()}: it cannot be refilled more than "
+                           f"{rule.valid_days} days after it was written ({rx.written_on:%b %d, %Y}). Request a new "
+                           "prescription.", fixes=[Fix(RECORD_PRESCRIPTION, "Request a new prescription", "prescription")])
+    if rx.product_id != line.product_id:
+        yield _problem(line, "product", PRESCRIPTION_MISMATCH,
+                       f"Rx {rx.reference} is for {rx.product.name}, "
+                       f"not {product.name}. Pick a prescription for {product.name}, or record one.",
+                       fixes=[*_other_prescriptions(line, rx, facts), record])
+        return
+    if line.quantity and line.quantity != rx.quantity:
+        yield _problem(line, "quantity", PRESCRIPTION_MISMATCH,
+                       f"The prescription (Rx {rx.reference}) is for {_plural(rx.quantity, product.unit)} per fill, "
+                       f"this line for {line.quantity}. Order what was prescribed, or record the updated prescription.",
+                       fixes=[Fix(SET_LINE_FIELD, f"Set quantity to {rx.quantity} (as prescribed)", "quantity",
+                                  str(rx.quantity)), record])
+    if line.sig.strip() and _normalize_sig(line.sig) != _normalize_sig(rx.sig):
+        shown = rx.sig if len(rx.sig) <= 60 else rx.sig[:57] + "…"
+        yield _problem(line, "sig", PRESCRIPTION_MISMATCH,
+                       f"The directions differ from the prescription's (Rx {rx.reference}: “{shown}”). Use the "
+                       "prescribed directions, or record the updated prescription.",
+                       fixes=[Fix(SET_LINE_FIELD, "Use the prescribed directions", "sig", rx.sig), record])
+    delivered = facts.prescriptions.last_delivered.get(rx.pk)
+    if delivered is not None and rx.days_supply:
+        delivered_on = timezone.localdate(delivered)
+        passed = (facts.today - delivered_on).days
+        share = settings.PRESCRIPTION_REFILL_TOO_SOON_SHARE
+        if passed < rx.days_supply * share:
+            yield _problem(line, "prescription", REFILL_TOO_SOON,
+                           f"{line.patient.full_name}'s last fill of {product.name} was delivered on "
+                           f"{delivered_on:%b %d, %Y}: {_plural(passed, 'day')} of its {rx.days_supply}-day supply have "
+                           f"passed (a refill is due once {round(share * 100)}% have). Remove this line, or acknowledge "
+                           "the warning if the early refill is intended.",
+                           severity=WARNING, fixes=[Fix(ACKNOWLEDGE, "Order anyway"), REMOVE])
+
 
 CHECKS = (
     _check_pharmacy_flag,
@@ -487,6 +619,7 @@ CHECKS = (
     _check_clinical_difference,
     _check_routing,
     _check_duplicate_therapy,
+    _check_prescription,
 )
 
 
@@ -519,6 +652,9 @@ def _fetch_facts(lines: list, *, clinic, today: datetime.date, decisions) -> _Fa
         decisions=decisions,
         latest=latest_lines_by_patient_product(patient_ids={line.patient_id for line in lines}),
         licensed=licensed,
+        prescriptions=prescription_facts(
+            clinic=clinic, prescription_ids={line.prescription_id for line in lines if line.prescription_id},
+            pairs={(line.patient_id, line.product_id) for line in lines}),
     )
 
 

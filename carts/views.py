@@ -31,10 +31,14 @@ from .services import (
     cart_acknowledge_warnings,
     cart_add_lines,
     cart_get_active,
+    cart_line_set_prescription,
     cart_remove_line,
     cart_update_line,
 )
 from .validation import blocks_adding, problems_by_field, validate_drafts
+from prescriptions.forms import PrescriptionForm
+from prescriptions.selectors import prescription_get
+from prescriptions.services import PrescriptionError, prescription_record
 
 TEMPLATE = "carts/cart.html"
 IMPORT_SESSION_KEY = "cart_import_csv"
@@ -228,6 +232,54 @@ def line_fix(request, pk):
     if field not in EDITABLE_FIELDS:
         return _patient_changed(request, line.patient_id, flash_error=["That fix cannot be applied to a line."])
     return _save_line(request, line, CartLineForm.data_of(line, **{field: value}))
+
+
+@clinic_required
+def line_prescription(request, pk):
+    """The line's prescription, in its row: GET shows the form to record one (e-prescription
+    reference, signed document, or written by the prescriber with an attestation); POST ``use``
+    points the line to one on file; POST the form records it and points the line to it."""
+    line = _owned_line(request, pk)
+    if request.method == "POST" and request.POST.get("use"):
+        prescription = prescription_get(clinic=request.clinic, pk=_int(request.POST["use"]))
+        if prescription is None:
+            raise Http404
+        try:
+            cart_line_set_prescription(line=line, prescription=prescription, actor=request.user)
+        except CartError as exc:
+            return _patient_changed(request, line.patient_id, flash_error=[str(exc)])
+        return _patient_changed(request, line.patient_id, flash=[f"{line.patient.full_name}'s {line.product.name} "
+                                                                 f"now uses Rx {prescription.reference}."])
+    if request.method == "POST":
+        form = PrescriptionForm(request.POST, request.FILES, organization_id=request.clinic.organization_id)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                prescription = prescription_record(
+                    clinic=request.clinic, patient=line.patient, product=line.product, actor=request.user,
+                    prescriber=data["prescriber"], sig=data["sig"], quantity=data["quantity"],
+                    days_supply=data["days_supply"], refills_authorized=data["refills_authorized"],
+                    written_on=data["written_on"], source=data["source"], erx_message_id=data["erx_message_id"],
+                    rx_number=data["rx_number"], document=data["document"], attested_name=data["attested_name"],
+                )
+                cart_line_set_prescription(line=line, prescription=prescription, actor=request.user)
+            except (PrescriptionError, CartError) as exc:
+                form.add_error(None, str(exc))
+            else:
+                return _patient_changed(request, line.patient_id, flash=[
+                    f"Recorded Rx {prescription.reference} for {line.patient.full_name}'s {line.product.name}."])
+    elif request.GET.get("cancel"):
+        return _patient_changed(request, line.patient_id)
+    else:
+        form = PrescriptionForm(initial=PrescriptionForm.initial_for(line), organization_id=request.clinic.organization_id)
+    return render(request, f"{TEMPLATE}#line-prescription", {"line": line, "rx_form": form})
+
+
+def _int(value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise Http404 from None
 
 
 @clinic_required

@@ -36,6 +36,7 @@ class Action(StrEnum):
     CART_ACKNOWLEDGE = "cart.acknowledge"
     CART_REMOVE = "cart.remove"
     ORDER_PLACE = "order.place"
+    PRESCRIPTION_RECORD = "prescription.record"
     LINE_STATUS = "order_line.status_changed"
     LINE_CANCEL_REQUESTED = "order_line.cancel_requested"
     LINE_REROUTE = "order_line.rerouted"

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "clinics",
     "catalog",
     "routing",
+    "prescriptions",
     "carts",
     "fulfillment",
     "notices",
@@ -282,6 +283,34 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Fizy order updates <
 NOTICE_BATCH_SECONDS = env.int("NOTICE_BATCH_SECONDS", default=60)
 # The tracking page refreshes itself this often while something can still change.
 TRACKING_POLL_SECONDS = env.int("TRACKING_POLL_SECONDS", default=15)
+
+# Prescriptions (prescriptions/). Signed documents are stored through Django's storage API: local
+# files under MEDIA_ROOT in the demo; S3-compatible storage (django-storages) when
+# PRESCRIPTION_DOCUMENTS_BUCKET is set (credentials from the usual AWS_* variables or the
+# machine's role; AWS_S3_ENDPOINT_URL for another S3-compatible service). Documents are never
+# public: clinics and partners get them through Fizy's own views.
+MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "var" / "media")
+MEDIA_URL = "/media/"  # never served as-is: see prescriptions/views.py
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+if env.str("PRESCRIPTION_DOCUMENTS_BUCKET", default=""):
+    STORAGES["default"] = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
+        "bucket_name": env.str("PRESCRIPTION_DOCUMENTS_BUCKET"),
+        "endpoint_url": env.str("AWS_S3_ENDPOINT_URL", default="") or None,
+        "region_name": env.str("AWS_S3_REGION_NAME", default="") or None,
+        "default_acl": "private", "querystring_auth": True, "file_overwrite": False,
+        "object_parameters": {"ServerSideEncryption": "AES256"},
+    }}
+# How long a partner's signed link to a prescription document works (seconds).
+PRESCRIPTION_DOCUMENT_LINK_MAX_AGE = env.int("PRESCRIPTION_DOCUMENT_LINK_MAX_AGE", default=24 * 3600)
+# refill_too_soon: a warning while less than this share of the last fill's days supply has passed
+# since that fill was delivered.
+PRESCRIPTION_REFILL_TOO_SOON_SHARE = env.float("PRESCRIPTION_REFILL_TOO_SOON_SHARE", default=0.5)
+# States whose prescription rules differ from the defaults (prescriptions/rules.py), as JSON:
+# {"TX": {"II": {"valid_days": 21}}}.
+PRESCRIPTION_STATE_RULES = env.json("PRESCRIPTION_STATE_RULES", default={})
 
 # The cache holds rate-limit counters (the tracking page). With several web workers or machines
 # set CACHE_URL to a shared cache (redis://host:6379/1) so the limits hold across them.

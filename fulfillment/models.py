@@ -11,6 +11,7 @@ from django.utils import timezone
 from catalog.models import Partner, Product
 from clinics.models import Clinic, Patient, Prescriber
 from fizy.lib.money import MoneyField
+from prescriptions.models import Prescription
 
 from .reasons import ReasonCode
 
@@ -137,6 +138,10 @@ class OrderLine(models.Model):
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="order_lines")
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="order_lines")
     prescriber = models.ForeignKey(Prescriber, null=True, on_delete=models.PROTECT, related_name="order_lines")
+    prescription = models.ForeignKey(
+        Prescription, null=True, blank=True, on_delete=models.PROTECT, related_name="order_lines",
+        help_text="The prescription of record this line used a fill of.",
+    )
     # Snapshots taken at checkout: what was ordered, for whom, where it ships, at what price.
     patient_snapshot = models.JSONField(default=dict, help_text="name, date of birth, phone, ship-to address")
     prescriber_snapshot = models.JSONField(default=dict, help_text="name, NPI, license and DEA used")

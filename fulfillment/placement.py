@@ -23,6 +23,7 @@ from clinics.audit import Action, audit_record_many
 from clinics.models import Clinic, Patient, Prescriber
 from fizy.lib.money import ZERO
 from fizy.lib.payments import Authorization
+from prescriptions.models import Prescription
 
 from .dispatch import order_queue_dispatch
 from .models import Order, OrderLine, PartnerOrder
@@ -49,6 +50,7 @@ class LineDraft:
     landed_cost: Decimal
     routing_reason: str
     fee_share: Decimal = ZERO
+    prescription: Prescription | None = None  # its fill is reserved by the caller (prescriptions.services)
 
     @property
     def price(self) -> Decimal:
@@ -104,7 +106,7 @@ def order_place(
     order_lines = OrderLine.objects.bulk_create([
         OrderLine(
             order=order, partner_order=partner_orders[d.partner.pk], patient=d.patient, product=d.product,
-            prescriber=d.prescriber, patient_snapshot=d.patient.snapshot(),
+            prescriber=d.prescriber, prescription=d.prescription, patient_snapshot=d.patient.snapshot(),
             prescriber_snapshot=d.prescriber.snapshot(state=d.patient.state), product_name=str(d.product),
             partner_sku=d.offering.partner_sku, quantity=d.quantity, sig=d.sig, days_supply=d.days_supply,
             refills=d.refills, clinical_difference=d.clinical_difference, unit_price=d.unit_price,

@@ -21,7 +21,9 @@ The state machine is also the one place that decides *when* money moves
 - a line is accepted after the order's authorization stopped covering new lines (captured,
   released or expired) → charge it on its own.
 
-A line rejected or cancelled before it shipped also gives its quantity back to the partner's stock.
+A line rejected or cancelled before it shipped also gives its quantity back to the partner's stock
+and its fill back to its prescription; a delivered line's fill records when it was delivered
+(``refill_too_soon`` counts from then).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from django.utils import timezone
 
 from catalog.models import Offering
 from clinics.audit import Action, audit_record
+from prescriptions.services import fill_give_back, fill_mark_delivered
 
 from .attention import attention_after_status_change
 from .models import LineEvent, Order, OrderLine, PartnerOrder
@@ -227,6 +230,11 @@ def _decide_money(*, line: OrderLine, from_status: str, to: str, actor) -> None:
         Offering.objects.filter(partner_id=Subquery(partner), product_id=line.product_id).update(
             stock_quantity=F("stock_quantity") + line.quantity
         )
+        # …and the patient's prescription gets its fill back.
+        if line.prescription_id:
+            fill_give_back(order_line_id=line.pk)
+    if to == S.DELIVERED and line.prescription_id:
+        fill_mark_delivered(order_line_id=line.pk, at=line.status_changed_at)
 
 
 def _refresh(line: OrderLine, fresh: OrderLine) -> None:

@@ -8,6 +8,7 @@ import responses as responses_lib
 from carts.services import LineInput, cart_add_lines
 from catalog.tests.factories import OfferingFactory, PartnerFactory, ProductFactory
 from clinics.tests.factories import PatientFactory, PrescriberFactory, PrescriberLicenseFactory
+from prescriptions.tests.factories import prescriptions_on_file
 
 
 @pytest.fixture
@@ -47,6 +48,7 @@ def ready_cart(clinic_a, alice, partner_api):
         LineInput(patient=bo, product=sema, prescriber=prescriber, quantity=1, days_supply=28,
                   sig="Inject 0.25 mg subcutaneously once weekly"),
     ]
+    prescriptions_on_file(clinic_a, items)
     cart = cart_add_lines(clinic=clinic_a, actor=alice, items=items).created[0].cart
     cart.refresh_from_db()
     return {"cart": cart, "cedar": cedar, "harbor": harbor, "ann": ann, "bo": bo, "sema": sema, "ldn": ldn,

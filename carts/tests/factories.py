@@ -2,6 +2,7 @@ import factory
 
 from carts.models import Cart, CartLine
 from catalog.tests.factories import ProductFactory
+from prescriptions.tests.factories import prescription_for_line
 from clinics.tests.factories import ClinicFactory, PatientFactory, PrescriberFactory
 
 
@@ -24,3 +25,5 @@ class CartLineFactory(factory.django.DjangoModelFactory):
     sig = "Inject 0.25 mg subcutaneously once weekly for 4 weeks."
     days_supply = 28
     refills = 0
+    # The prescription of record the line points to, matching it (its product, quantity, SIG).
+    prescription = factory.LazyAttribute(lambda line: prescription_for_line(line))

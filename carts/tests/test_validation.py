@@ -16,6 +16,7 @@ from catalog.tests.factories import OfferingFactory, PartnerFactory, ProductFact
 from clinics.models import Patient, Prescriber, PrescriberLicense
 from clinics.tests.factories import DEARegistrationFactory, PrescriberFactory, PrescriberLicenseFactory
 from fulfillment.models import Order, OrderLine, PartnerOrder
+from prescriptions.tests.factories import prescribe_as_line
 from routing.tests.factories import route_cart
 
 pytestmark = pytest.mark.django_db
@@ -162,7 +163,9 @@ def test_every_code_has_a_case():
     codes_in_module = {value for name, value in vars(v).items() if name.isupper() and isinstance(value, str)
                        and value.islower() and "_" in value}
     codes_in_module.discard(v.PHARMACY_PREFIX)  # pharmacy flags: carts/tests/test_reorder.py
-    assert codes_in_module - {case.code for case in CASES} == {v.CART_EMPTY, v.DUPLICATE_THERAPY}  # tested below
+    prescription_codes = {v.PRESCRIPTION_MISSING, v.PRESCRIPTION_EXPIRED, v.REFILLS_EXHAUSTED, v.REFILL_TOO_SOON,
+                          v.PRESCRIPTION_MISMATCH, v.CONTROLLED_REFILL_LIMIT}  # prescriptions/tests/test_preflight.py
+    assert codes_in_module - {case.code for case in CASES} == {v.CART_EMPTY, v.DUPLICATE_THERAPY} | prescription_codes
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
@@ -202,11 +205,14 @@ def test_a_cart_with_three_flagged_lines_validates_clean_once_each_is_fixed(line
         case.breaks(flagged_line)
 
     problems = v.validate_cart(line.cart)
-    assert {(p.line_id, p.code) for p in problems} == {(fl.pk, case.code) for fl, case in flagged.items()}
+    # (the changed quantity and SIG also differ from the prescriptions: prescription_mismatch)
+    assert {(p.line_id, p.code) for p in problems if p.code != v.PRESCRIPTION_MISMATCH} == {
+        (fl.pk, case.code) for fl, case in flagged.items()}
     assert v.has_blocking_errors(problems)
 
     for flagged_line, case in flagged.items():
         case.fixes(flagged_line)
+        prescribe_as_line(flagged_line)  # what the line now orders is what is prescribed
 
     problems = v.validate_cart(line.cart)
     assert problems == [] and not v.has_blocking_errors(problems)
@@ -253,6 +259,7 @@ def test_controlled_products_have_tighter_refill_limits(line, schedule, refills,
     assert problems and f"Schedule {schedule}" in problems[0].message
 
     set_line(refills=allowed)(line)
+    prescribe_as_line(line)  # a prescription written for the controlled product
     assert v.validate_cart(line.cart) == []
 
 
@@ -356,6 +363,7 @@ def test_removing_the_duplicate_product_clears_the_warning(line, harbor):
     OfferingFactory(partner=harbor, product=other)
 
     set_line(product=other)(line)
+    prescribe_as_line(line)
 
     assert v.validate_cart(line.cart) == []
 

@@ -15,6 +15,7 @@ from carts.models import CartLine
 from carts.services import LineInput, cart_add_lines
 from catalog.tests.factories import OfferingFactory, PartnerFactory, ProductFactory
 from clinics.tests.factories import PatientFactory, PrescriberFactory, PrescriberLicenseFactory
+from prescriptions.tests.factories import prescriptions_on_file
 
 
 class FakePartners:
@@ -86,6 +87,7 @@ def build_cart(clinic, actor, *, patients_per_partner=3):
                                sig=f"Inject {i + 1} units subcutaneously once weekly"))
         items.append(LineInput(patient=patient, product=ldn, prescriber=prescriber, quantity=30, days_supply=30,
                                sig="Take 1 capsule by mouth nightly"))
+    prescriptions_on_file(clinic, items)
     cart = cart_add_lines(clinic=clinic, actor=actor, items=items).created[0].cart
     cart.refresh_from_db()
     return {"cart": cart, "cedar": cedar, "harbor": harbor, "sema": sema, "ldn": ldn, "prescriber": prescriber,

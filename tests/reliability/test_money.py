@@ -25,6 +25,7 @@ from fulfillment.models import Order, OrderLine, PaymentEvent
 from fulfillment.settlement import sweep_payments
 from fulfillment.status import line_apply_status
 from fulfillment.tests.conftest import event_body, post_event
+from prescriptions.tests.factories import prescriptions_on_file
 
 from .conftest import build_cart, cart_state, with_saved_card
 
@@ -315,9 +316,11 @@ def test_two_clinics_ordering_the_last_unit_at_once_make_one_order(clinic_a, cli
     prescriber = PrescriberFactory(organization=clinic_b.organization)
     PrescriberLicenseFactory(prescriber=prescriber, state="TX",
                              expires_on=datetime.date.today() + datetime.timedelta(days=400))
-    cart_add_lines(clinic=clinic_b, actor=bob, items=[LineInput(
+    items = [LineInput(
         patient=PatientFactory(organization=clinic_b.organization, state="TX"), product=world["sema"],
-        prescriber=prescriber, quantity=1, days_supply=28, sig="Inject 1 unit subcutaneously once weekly")])
+        prescriber=prescriber, quantity=1, days_supply=28, sig="Inject 1 unit subcutaneously once weekly")]
+    prescriptions_on_file(clinic_b, items)
+    cart_add_lines(clinic=clinic_b, actor=bob, items=items)
     Offering.objects.filter(product=world["sema"]).update(stock_quantity=1)  # the last vial
     outcomes = []
 

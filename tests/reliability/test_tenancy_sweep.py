@@ -32,6 +32,7 @@ ID_BEARING = {
     "carts:line-remove": {"pk": "cart_line"},
     "carts:line-acknowledge": {"pk": "cart_line"},
     "carts:line-fix": {"pk": "cart_line"},
+    "carts:line-prescription": {"pk": "cart_line"},
     "carts:patient-fix": {"pk": "patient"},
     "carts:reorder": {"line_pk": "order_line"},
     "fulfillment:attention-dismiss": {"pk": "attention_item"},
