@@ -22,8 +22,8 @@ Limits used (documented in docs/routing.md as well):
 
 The prescription of record (prescriptions/): every line points to one. ``prescription_missing``,
 ``prescription_expired`` (past its expiry, or cancelled), ``refills_exhausted`` (no fill left; the
-fix is to request a new prescription), ``prescription_mismatch`` (the line's product, quantity or
-SIG differs from the prescription's), ``controlled_refill_limit`` (a controlled product's
+fix is to request a new prescription), ``prescription_mismatch`` (the line's product or SIG differs
+from the prescription's, or it asks for more than the quantity per fill — less is a partial fill), ``controlled_refill_limit`` (a controlled product's
 prescription carries more refills than its schedule allows in the patient's state, or is older
 than its schedule's validity) are errors; ``refill_too_soon`` is a warning while less than
 ``settings.PRESCRIPTION_REFILL_TOO_SOON_SHARE`` of the last fill's days supply has passed since
@@ -581,10 +581,11 @@ def _check_prescription(line, facts: _Facts) -> Iterator[Problem]:
                        f"not {product.name}. Pick a prescription for {product.name}, or record one.",
                        fixes=[*_other_prescriptions(line, rx, facts), record])
         return
-    if line.quantity and line.quantity != rx.quantity:
+    if line.quantity and line.quantity > rx.quantity:  # less is a partial fill; more was never prescribed
         yield _problem(line, "quantity", PRESCRIPTION_MISMATCH,
                        f"The prescription (Rx {rx.reference}) is for {_plural(rx.quantity, product.unit)} per fill, "
-                       f"this line for {line.quantity}. Order what was prescribed, or record the updated prescription.",
+                       f"this line asks for {line.quantity}. Order what was prescribed, or record the updated "
+                       "prescription.",
                        fixes=[Fix(SET_LINE_FIELD, f"Set quantity to {rx.quantity} (as prescribed)", "quantity",
                                   str(rx.quantity)), record])
     if line.sig.strip() and _normalize_sig(line.sig) != _normalize_sig(rx.sig):

@@ -142,6 +142,8 @@ def test_every_cart_url_refuses_another_clinics_ids(client_bob, line_a):
         "line-add": [("post", {}, {"patient": a_patient, "product": line_a.product_id, "quantity": 1, "refills": 0})],
         "line-acknowledge": [("post", {"pk": a_line}, {"code": "duplicate_therapy"})],
         "line-fix": [("post", {"pk": a_line}, {"field": "quantity", "value": "9"})],
+        "line-prescription": [("get", {"pk": a_line}, {}), ("post", {"pk": a_line}, {"use": line_a.prescription_id or 0}),
+                              ("post", {"pk": a_line}, {"source": "erx", "rx_number": "RX1", "sig": "x"})],
         "patient-fix": [("get", {"pk": a_patient}, {}),
                         ("post", {"pk": a_patient}, {"date_of_birth": "1990-01-01", "city": "Hacked"})],
     }
@@ -184,7 +186,9 @@ def _fill_cart(clinic, n):
     ])
 
 
-CART_PAGE_QUERIES = 12  # session, user, membership, cart, lines, routing (fixed), validation (fixed), prescribers
+# session, user, membership, cart, lines, routing (fixed), validation (fixed, with the prescriptions and
+# their last deliveries), prescribers
+CART_PAGE_QUERIES = 14
 
 
 def test_cart_page_queries_do_not_grow_with_lines(client_alice, clinic_a, django_assert_max_num_queries):

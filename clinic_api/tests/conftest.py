@@ -8,6 +8,7 @@ from catalog.tests.factories import OfferingFactory, PartnerFactory, ProductFact
 from clinic_api.keys import api_key_create
 from clinic_api.models import Scope
 from clinics.tests.factories import PatientFactory, PrescriberFactory, PrescriberLicenseFactory
+from prescriptions.tests.factories import PrescriptionFactory
 
 ALL_SCOPES = list(Scope.values)
 
@@ -42,6 +43,9 @@ def catalog_world(clinic_a):
     PrescriberLicenseFactory(prescriber=prescriber, state="TX",
                              expires_on=datetime.date.today() + datetime.timedelta(days=400))
     patient = PatientFactory(organization=clinic_a.organization, state="TX", chart_id="A-100")
+    # Their prescription on file: up to 10 vials a fill, the directions the lines use.
+    PrescriptionFactory(clinic=clinic_a, patient=patient, product=sema, prescriber=prescriber, quantity=10,
+                        days_supply=28, sig="Inject 0.25 mg subcutaneously once weekly")
     return {"partner": cedar, "product": sema, "prescriber": prescriber, "patient": patient}
 
 

@@ -16,9 +16,11 @@ from carts.models import CartLine
 from carts.tests.checkout_form import place_order_data
 from catalog.tests.factories import OfferingFactory, PartnerFactory, ProductFactory
 from clinic_api.webhooks import webhooks_scan
+from clinics.models import Patient
 from clinics.tests.factories import PrescriberFactory, PrescriberLicenseFactory
 from fulfillment.models import LineEvent, Order
 from fulfillment.status import line_apply_status
+from prescriptions.tests.factories import PrescriptionFactory
 
 from .fake_receiver import FakeReceiver
 
@@ -38,7 +40,7 @@ def pharmacy(clinic_a):
     prescriber = PrescriberFactory(organization=clinic_a.organization)
     PrescriberLicenseFactory(prescriber=prescriber, state="TX",
                              expires_on=datetime.date.today() + datetime.timedelta(days=400))
-    return {"prescriber": prescriber}
+    return {"prescriber": prescriber, "product": sema}
 
 
 def patient_body(i: int) -> dict:
@@ -63,6 +65,11 @@ def test_a_40_line_refill_day_through_the_api(api, client_alice, settings, clini
         # 1. The EHR creates the day's patients.
         for i in range(N):
             assert api.post("/api/v1/patients", patient_body(i), format="json").status_code == 201
+        # (each has an e-prescription on file, up to 2 vials a fill)
+        for patient in Patient.objects.filter(organization=clinic_a.organization, chart_id__startswith="EHR-"):
+            PrescriptionFactory(clinic=clinic_a, patient=patient, product=pharmacy["product"],
+                                prescriber=pharmacy["prescriber"], quantity=2, days_supply=28,
+                                sig="Inject 0.25 mg subcutaneously once weekly")
 
         # 2. It pushes the lines in two requests; the second is retried (its answer was lost).
         first = api.post("/api/v1/cart/lines", {"lines": [line_body(i, npi) for i in range(20)]}, format="json",
