@@ -65,7 +65,7 @@ def forwards(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("carts", "0004_cartline_prescription"),
-        ("fulfillment", "0013_orderline_prescription"),
+        ("fulfillment", "0014_orderline_prescription"),
         ("prescriptions", "0001_initial"),
     ]
 

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('fulfillment', '0012_reroute'),
+        ('fulfillment', '0013_hold_answers'),
         ('prescriptions', '0001_initial'),
     ]
 
