@@ -32,6 +32,16 @@ AXE := tests/e2e/node_modules/axe-core/axe.min.js
 $(AXE): tests/e2e/package.json tests/e2e/package-lock.json
 	npm ci --prefix tests/e2e --no-audit --no-fund --silent
 
+# The tests whose work goes through the task queue (dispatch, settlement, the watchdog, the
+# reliability scenarios) run again with every task travelling through each real django-q2 broker:
+# the ORM broker and Redis (FIZY_TEST_BROKER, fizy/tests/queue.py). The first run already starts
+# real qclusters on both brokers (tests/reliability/test_worker_killed.py).
+BROKER_TESTS ?= fulfillment/tests/test_dispatch.py fulfillment/tests/test_dispatch_ends.py \
+	fulfillment/tests/test_payments.py fulfillment/tests/test_watchdog.py tests/reliability \
+	--ignore=tests/reliability/test_worker_killed.py -m "not browser"
+
 test: lint $(AXE)
 	bash .ci/services
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} $(VENV)/bin/pytest $(PYTEST_ARGS)
+	FIZY_TEST_BROKER=orm DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} $(VENV)/bin/pytest $(BROKER_TESTS)
+	FIZY_TEST_BROKER=redis DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} $(VENV)/bin/pytest $(BROKER_TESTS)

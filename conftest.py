@@ -29,6 +29,30 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
+def pytest_report_header(config):
+    from fizy.tests.queue import test_broker
+
+    broker = test_broker()
+    return f"tasks: through the {broker} broker (FIZY_TEST_BROKER)" if broker else "tasks: inline (Q_SYNC)"
+
+
+@pytest.fixture(autouse=True)
+def _tasks_through_the_broker(request):
+    """With FIZY_TEST_BROKER=orm|redis, every task a test queues travels through that real broker
+    (fizy/tests/queue.py); otherwise tasks run inline."""
+    from fizy.tests.queue import configured_broker_name, run_through_broker, test_broker
+
+    broker = test_broker()
+    if not broker:
+        yield
+        return
+    if configured_broker_name() != broker:
+        pytest.fail(f"FIZY_TEST_BROKER={broker}, but django-q2 is configured with {configured_broker_name()}")
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    monkeypatch.setattr("django_q.tasks._sync", run_through_broker)
+    yield
+
+
 @pytest.fixture
 def clinic_a(db):
     return ClinicFactory(name="Clinic A")

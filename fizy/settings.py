@@ -258,6 +258,8 @@ SANDBOX_PARTNERS = env.bool("SANDBOX_PARTNERS", default=DEBUG)
 SANDBOX_WEBHOOK_BASE_URL = env.str(
     "SANDBOX_WEBHOOK_BASE_URL", default="http://" + env.str("DEMO_ADDR", default="127.0.0.1:8000")
 ).rstrip("/")
+# Seconds after an order until each of the sandbox pharmacy's 4 steps (fulfillment/sandbox.py).
+SANDBOX_STEP_DELAYS = tuple(env.list("SANDBOX_STEP_DELAYS", cast=int, default=[15, 45, 90, 150]))
 
 # Patient notices (notices/): order updates by text (through Twilio, or the sandbox sender that
 # sends nothing) and email (Django's email framework), and the patients' tracking pages.
@@ -334,7 +336,7 @@ if not DEBUG and not FIZY_ALLOW_SANDBOX:
 
 # Background work: django-q2. ORM broker on the default database unless REDIS_URL is set.
 Q_CLUSTER = {
-    "name": "fizy",
+    "name": env.str("Q_CLUSTER_NAME", default="fizy"),  # a queue of its own per deployment (or test run)
     "workers": env.int("Q_WORKERS", default=2),
     "timeout": env.int("Q_TIMEOUT", default=60),
     "retry": env.int("Q_RETRY", default=90),
