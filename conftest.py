@@ -30,9 +30,9 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_report_header(config):
-    from fizy.tests.queue import test_broker
+    from fizy.tests.queue import broker_under_test
 
-    broker = test_broker()
+    broker = broker_under_test()
     return f"tasks: through the {broker} broker (FIZY_TEST_BROKER)" if broker else "tasks: inline (Q_SYNC)"
 
 
@@ -40,9 +40,9 @@ def pytest_report_header(config):
 def _tasks_through_the_broker(request):
     """With FIZY_TEST_BROKER=orm|redis, every task a test queues travels through that real broker
     (fizy/tests/queue.py); otherwise tasks run inline."""
-    from fizy.tests.queue import configured_broker_name, run_through_broker, test_broker
+    from fizy.tests.queue import broker_under_test, configured_broker_name, run_through_broker
 
-    broker = test_broker()
+    broker = broker_under_test()
     if not broker:
         yield
         return

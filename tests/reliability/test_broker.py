@@ -7,14 +7,14 @@ from django_q.brokers import get_broker
 from django_q.models import Task
 from django_q.tasks import async_task
 
-from fizy.tests.queue import LIST_KEY, BrokerStats, configured_broker_name, test_broker
+from fizy.tests.queue import LIST_KEY, BrokerStats, broker_under_test, configured_broker_name
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.skipif(not test_broker(), reason="tasks run inline; FIZY_TEST_BROKER=orm|redis sends them through a broker")
+@pytest.mark.skipif(not broker_under_test(), reason="tasks run inline; FIZY_TEST_BROKER=orm|redis sends them through a broker")
 def test_a_queued_task_travels_through_the_configured_broker():
-    assert configured_broker_name() == test_broker()
+    assert configured_broker_name() == broker_under_test()
     before = BrokerStats.enqueued
     task_id = async_task("fulfillment.tasks.purge_refused_webhook_requests")
     assert BrokerStats.enqueued == before + 1
