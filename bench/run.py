@@ -7,6 +7,7 @@ What it does, in order (see bench/README.md):
      generated Texas patients; every partner's order API points at a stub on 127.0.0.1;
   2. per cart size, in this process, DEBUG off: (a) GET /cart/ through Django's test Client as
      the coordinator, (b) cart_add_lines of one line, (c) cart_review (route + validate_cart),
+     (g) the HTMX row actions (save a line, apply a fix, remove a line),
      (d) cart_checkout with the sandbox gateway (dispatch is queued, no worker runs: no network);
   3. (f) with ``manage.py qcluster`` (Q_WORKERS=2) running, time from checkout commit until every
      PartnerOrder is sent to the stub partner;
@@ -72,6 +73,12 @@ def parse_args(argv=None):
     return args
 
 
+def _fernet_key() -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
 def bench_env(database_url: str, **extra) -> dict:
     """The environment of this process and of every server it starts: production-like settings."""
     env = dict(os.environ)
@@ -87,6 +94,9 @@ def bench_env(database_url: str, **extra) -> dict:
         "SANDBOX_PARTNERS": "false",
         "PAYMENT_GATEWAY": "sandbox",
         "STRIPE_SECRET_KEY": "",
+        # DEBUG off needs its own encryption key and an explicit allowance for the sandboxes.
+        "FIELD_ENCRYPTION_KEYS": env.get("BENCH_FIELD_ENCRYPTION_KEYS") or _fernet_key(),
+        "FIZY_ALLOW_SANDBOX": "true",
         "Q_WORKERS": "2",
         "Q_SYNC": "false",
         "REDIS_URL": "",
@@ -196,6 +206,9 @@ def measure_in_process(args, world, results: list) -> None:
         undo()
         results.append(timed_loop(t, add_one, repeat=args.repeat, max_seconds=args.max_seconds, after=undo))
 
+        # (g) the cart's HTMX row actions, as the page posts them
+        measure_row_actions(args, world, client, size, results)
+
         # (d) checkout: the first one counts queries, then each timed run checks out a fresh cart
         def checkout():
             order = cart_checkout(clinic=world.clinic, actor=world.user)
@@ -207,6 +220,66 @@ def measure_in_process(args, world, results: list) -> None:
         results.append(timed_loop(t, checkout, repeat=args.checkout_repeat, max_seconds=args.max_seconds,
                                   before=lambda: build_cart(world, size)))
         print(f"  cart of {size} lines: done (load {loadavg()})", flush=True)
+
+
+def measure_row_actions(args, world, client, size: int, results: list) -> None:
+    """(g) The row actions of a cart of ``size`` lines, through the test Client with HTMX's header:
+    save an edited line, apply a problem's fix, remove a line. Each answers with the patient's
+    rows, the summary and the messages; the whole cart is reviewed for them."""
+    from bench.measure import Timing, count_queries, timed_loop
+    from bench.world import line_input
+    from carts.forms import CartLineForm
+    from carts.models import CartLine
+    from carts.services import cart_add_lines, cart_get_active
+
+    htmx = {"HX-Request": "true"}
+    cart = cart_get_active(clinic=world.clinic)
+    line = CartLine.objects.filter(cart=cart).select_related("patient", "product").order_by("pk").first()
+    sigs = [line.sig, line.sig + " with food"]
+
+    def post(url, data):
+        response = client.post(url, data, headers=htmx)
+        assert response.status_code == 200, (url, response.status_code)
+        return response
+
+    def save():  # Enter in an edited row: the line form, one field changed
+        current = CartLine.objects.get(pk=line.pk)
+        sig = sigs[1] if current.sig == sigs[0] else sigs[0]
+        post(f"/cart/lines/{line.pk}/save", CartLineForm.data_of(current, sig=sig))
+
+    t = Timing("(g) save a line (HTMX row)", size)
+    t.queries = count_queries(save)
+    results.append(timed_loop(t, save, repeat=args.repeat, max_seconds=args.max_seconds))
+
+    limit = line.product.max_quantity_per_line
+
+    def break_quantity():  # untimed: the line goes over the product's limit (quantity_over_max)
+        CartLine.objects.filter(pk=line.pk).update(quantity=limit + 1)
+
+    def fix():  # the problem's one-click fix: "Set quantity to <limit>"
+        body = post(f"/cart/lines/{line.pk}/fix", {"field": "quantity", "value": str(limit)}).content.decode()
+        assert "quantity_over_max" not in body
+
+    break_quantity()
+    t = Timing("(g) apply a fix (HTMX row)", size)
+    t.queries = count_queries(fix)
+    results.append(timed_loop(t, fix, repeat=args.repeat, max_seconds=args.max_seconds, before=break_quantity))
+    CartLine.objects.filter(pk=line.pk).update(quantity=1)
+
+    victim = {"line": CartLine.objects.filter(cart=cart).select_related("patient", "product").order_by("-pk").first()}
+
+    def remove():
+        post(f"/cart/lines/{victim['line'].pk}/remove", {})
+
+    def put_back():  # untimed: the cart gets its line back, so every run removes from ``size`` lines
+        gone = victim["line"]
+        victim["line"] = cart_add_lines(clinic=world.clinic, actor=world.user,
+                                        items=[line_input(world, gone.patient, gone.product)]).created[0]
+
+    t = Timing("(g) remove a line (HTMX row)", size)
+    t.queries = count_queries(remove)
+    put_back()
+    results.append(timed_loop(t, remove, repeat=args.repeat, max_seconds=args.max_seconds, after=put_back))
 
 
 def discard_queued_tasks() -> int:
@@ -470,10 +543,10 @@ def profile(world) -> str:
 def table(info, timings, dispatch_rows, webhook_rows, http_pages) -> str:
     lines = ["## Machine", ""]
     lines += [f"- {k}: {v}" for k, v in info.items()]
-    lines += ["", "## (a)-(d): in process (PostgreSQL, DEBUG off)", "",
+    lines += ["", "## (a)-(d), (g): in process (PostgreSQL, DEBUG off)", "",
               "| measure | lines | queries | runs | p50 ms | p95 ms | max ms | note |",
               "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
-    order = {"(a)": 0, "(b)": 1, "(c)": 2, "(d)": 3}
+    order = {"(a)": 0, "(b)": 1, "(c)": 2, "(g)": 3, "(d)": 4}
     for t in sorted(timings, key=lambda t: (order.get(t.name[:3], 9), t.size)):
         lines.append(f"| {t.name} | {t.size} | {t.queries} | {len(t.samples)} | {t.p50_ms:.1f} | {t.p95_ms:.1f} "
                      f"| {t.max_ms:.1f} | {t.note} |")
@@ -484,7 +557,8 @@ def table(info, timings, dispatch_rows, webhook_rows, http_pages) -> str:
     for t in timings:
         by_name.setdefault(t.name, {})[t.size] = t.queries
     lines += ["", "Query counts by size: " + "; ".join(
-        f"{name.split(' ', 1)[0]} {'/'.join(str(q) for _, q in sorted(sizes.items()))}"
+        f"{name.split(' (', 1)[0] if name.startswith('(g)') else name.split(' ', 1)[0]} "
+        f"{'/'.join(str(q) for _, q in sorted(sizes.items()))}"
         + (" (constant)" if len(set(sizes.values())) == 1 else " (GROWS)")
         for name, sizes in by_name.items())]
     if dispatch_rows:

@@ -16,7 +16,7 @@ from django.db import transaction
 
 from carts.models import Cart, CartLine
 from carts.services import LineInput, cart_add_lines, cart_get_active
-from catalog.models import Partner, Product
+from catalog.models import Offering, Partner, Product
 from clinics.models import Clinic, Organization, Patient, Prescriber
 from fizy import demo_data
 
@@ -64,6 +64,9 @@ class World:
         return chosen
 
 
+BENCH_STOCK = 10_000_000
+
+
 def seed(*, patients: int, partner_base_url: str) -> World:
     """Migrate-time data: ``seed_demo``, then ``patients`` generated Texas patients of Bloom;
     every partner's order API points at ``partner_base_url`` (a local stub)."""
@@ -86,6 +89,8 @@ def seed(*, patients: int, partner_base_url: str) -> World:
         for partner in Partner.objects.all():
             partner.api_base_url = f"{partner_base_url}/{partner.slug}"
             partner.save(update_fields=["api_base_url"])
+        # Checkout reserves stock: the repeated checkouts of big carts must not run out of it.
+        Offering.objects.filter(stock_quantity__gt=0).update(stock_quantity=BENCH_STOCK)
     return load()
 
 

@@ -195,3 +195,31 @@ def test_editing_a_flagged_line_keeps_its_problem_beside_the_field_and_lists_lic
     assert 'data-code="prescriber_not_licensed_in_state"' in prescriber_cell.split("</td>")[0]
     options = prescriber_cell[prescriber_cell.index("<select"):prescriber_cell.index("</select>")]
     assert options.index("Rachel Zeta, MD · licensed in TX") < options.index(f"{line.prescriber.last_name}, MD · no active TX license")
+
+
+def test_row_actions_take_the_same_queries_for_20_and_200_lines(client_alice, clinic_a, product):
+    """Save a line, apply a fix, remove a line: each re-renders the patient's rows and the summary
+    from a review of the whole cart, in as many queries at 200 lines as at 20."""
+    from carts.forms import CartLineForm
+
+    client_alice.get(reverse("carts:cart"))  # the first request of a session stores the active clinic
+    htmx = {"HX-Request": "true"}
+    counts = []
+    for size in (20, 200):
+        CartLine.objects.all().delete()
+        cart = _flagged_cart(clinic_a, product, size)
+        first, last = cart.lines.order_by("pk").first(), cart.lines.order_by("pk").last()
+        per_action = []
+        for url, data in [
+            (reverse("carts:line-save", args=[first.pk]), CartLineForm.data_of(first, sig="Take 1 capsule by mouth at bedtime")),
+            (reverse("carts:line-fix", args=[first.pk]), {"field": "quantity", "value": "90"}),
+            (reverse("carts:line-remove", args=[last.pk]), {}),
+        ]:
+            with CaptureQueriesContext(connection) as ctx:
+                assert client_alice.post(url, data, headers=htmx).status_code == 200
+            per_action.append(len(ctx))
+        first.refresh_from_db()
+        assert first.quantity == 90 and first.sig == "Take 1 capsule by mouth at bedtime"
+        assert not CartLine.objects.filter(pk=last.pk).exists()
+        counts.append(per_action)
+    assert counts[0] == counts[1], counts

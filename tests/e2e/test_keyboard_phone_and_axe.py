@@ -76,6 +76,21 @@ def test_arrow_keys_and_enter_pick_a_patient_and_a_product_and_focus_moves_on(pa
     assert "Progesterone" in page.inner_text("[data-testid=chosen-product]")
     focused = page.evaluate("document.activeElement.name")
     assert focused in {"quantity", "prescriber"}  # the first field still to fill
+
+    # An edited row: Escape cancels, Enter saves.
+    row = page.locator("tr.line", has_text="Naltrexone").first
+    line_id = row.get_attribute("id")
+    row.locator("button:has-text('Edit')").click()
+    page.wait_for_selector(f"#{line_id}.editing")
+    page.fill(f"#{line_id} input[name=days_supply]", "29")
+    page.press(f"#{line_id} input[name=days_supply]", "Escape")
+    page.wait_for_selector(f"#{line_id}:not(.editing)")
+    assert page.inner_text(f"#{line_id} [data-field=days_supply]").startswith("30")
+    page.locator(f"#{line_id} button:has-text('Edit')").click()
+    page.wait_for_selector(f"#{line_id}.editing")
+    page.fill(f"#{line_id} input[name=days_supply]", "29")
+    page.press(f"#{line_id} input[name=days_supply]", "Enter")
+    page.wait_for_selector(f"#{line_id}:not(.editing) [data-field=days_supply]:has-text('29')")
     assert page.console_errors == []
 
 
