@@ -103,6 +103,38 @@ def clinic_admin_a(clinic_a):
     return MembershipFactory(user=UserFactory(username="alma"), clinic=clinic_a, role=Membership.Role.CLINIC_ADMIN).user
 
 
+def verified_login(client, user):
+    """Log ``user`` in on a test client as after the password and a correct authenticator code:
+    staff and clinic admins reach no page without that second factor (accounts/). Use it instead
+    of ``client.force_login`` for them; a confirmed TOTP device is created if they have none."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+
+    client.force_login(user)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = totp_device(user).persistent_id
+    session.save()
+    return client
+
+
+def totp_device(user):
+    """The user's confirmed authenticator device (created on first use)."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    return (TOTPDevice.objects.filter(user=user, confirmed=True).first()
+            or TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=True))
+
+
+def totp_code(device) -> str:
+    """The code the user's authenticator app shows now (or the next one, when this one was used)."""
+    from django_otp.oath import TOTP
+
+    device.refresh_from_db()
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    if totp.t() <= device.last_t:
+        totp.time = device.t0 + (device.last_t + 1) * device.step
+    return f"{totp.token():0{device.digits}d}"
+
+
 @pytest.fixture
 def client_alice(client, alice):
     client.force_login(alice)
@@ -117,8 +149,12 @@ def client_bob(client, bob):
 
 @pytest.fixture
 def client_charlie(client, charlie):
-    client.force_login(charlie)
-    return client
+    return verified_login(client, charlie)
+
+
+@pytest.fixture
+def client_clinic_admin_a(client, clinic_admin_a):
+    return verified_login(client, clinic_admin_a)
 
 
 @pytest.fixture(scope="session")
@@ -169,9 +205,20 @@ def page(browser, live_server):
     assert not tab.csp_violations, "the Content-Security-Policy blocked something:\n" + "\n".join(tab.csp_violations)
 
 
-def browser_login(page, username, password):
+def browser_login(page, username, password, *, lands_on="**/cart/"):
+    """Log in through the login page; staff and clinic admins then enter their authenticator's
+    code (a device is created for them if they have none)."""
+    from django.contrib.auth import get_user_model
+
     page.goto("/login/")
     page.fill("#id_username", username)
     page.fill("#id_password", password)
     page.click("button[type=submit]")
-    page.wait_for_url("**/cart/")
+    page.wait_for_load_state()
+    if "/account/two-factor/" in page.url:
+        device = totp_device(get_user_model().objects.get(username=username))
+        if "/verify/" not in page.url:  # no device yet when the page was asked for: enrolment
+            page.goto(page.url.replace("/account/two-factor/", "/account/two-factor/verify/"))
+        page.fill("#id_code", totp_code(device))
+        page.click("button[type=submit]")
+    page.wait_for_url(lands_on)

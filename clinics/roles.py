@@ -46,10 +46,15 @@ INTEGRATIONS = Role("Integrations", "partners (API URL and credentials, licenses
     "routing.add_routingrule", "routing.change_routingrule", "routing.delete_routingrule",
     "clinics.approve_partner_api_url",
 ))
-USER_ADMIN = Role("User admin", "users (and their staff roles) and clinic memberships; new clinics and organizations", (
+USER_ADMIN = Role("User admin", "users (and their staff roles) and clinic memberships; new clinics and organizations; "
+                                "unlocks locked logins and removes lost authenticators", (
     "auth.view_user", "auth.add_user", "auth.change_user", "auth.view_group",
     "clinics.add_membership", "clinics.change_membership", "clinics.delete_membership",
     "clinics.add_clinic", "clinics.change_clinic", "clinics.add_organization", "clinics.change_organization",
+    # The front door (accounts/): unlock a login locked by failed passwords; remove a lost
+    # authenticator or recovery codes (never seeing their secrets).
+    "axes.view_accessattempt", "axes.delete_accessattempt",
+    "otp_totp.view_totpdevice", "otp_totp.delete_totpdevice", "otp_static.view_staticdevice", "otp_static.delete_staticdevice",
 ))
 
 ROLES = (SUPPORT, DISPATCH, FINANCE, INTEGRATIONS, USER_ADMIN)

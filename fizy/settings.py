@@ -49,6 +49,11 @@ INSTALLED_APPS = [
     "localflavor",
     "phonenumber_field",
     "health_check",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "axes",
+    "accounts",
     "clinics",
     "catalog",
     "routing",
@@ -71,10 +76,14 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "accounts.middleware.IdleSessionTimeout",
+    "accounts.middleware.SecondFactorRequired",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",  # who made an admin change, for its history
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks
 ]
 # History (django-simple-history) is a record, not an undo button: a revert would bypass the
 # second-staff approval of a partner's API URL.
@@ -121,6 +130,25 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# The front door (accounts/): django-axes counts failed logins and locks a login, and an address,
+# after AXES_FAILURE_LIMIT failures for AXES_COOLOFF_MINUTES (a user admin can unlock sooner: delete
+# the attempt in the admin's "Access attempts"). Staff and clinic admins must use a second factor
+# (TOTP, django-otp). A session ends SESSION_IDLE_TIMEOUT seconds after the user's last action.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = datetime.timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=30))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own: a login from anywhere, an address for any login
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "accounts.views.locked_out"
+AXES_CLIENT_IP_CALLABLE = "fizy.lib.http.client_address"
+AXES_VERBOSE = False
+# Behind this many proxies (load balancer, CDN), the client's address is the one they added to
+# X-Forwarded-For; 0: the connection's own address.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+OTP_TOTP_ISSUER = "Fizy"
+SESSION_IDLE_TIMEOUT = env.int("SESSION_IDLE_TIMEOUT", default=30 * 60)
+SESSION_COOKIE_AGE = SESSION_IDLE_TIMEOUT
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"

@@ -8,6 +8,7 @@ from catalog.models import Partner
 from catalog.tests.factories import PartnerFactory
 from clinics.models import Approval, AuditEntry
 from clinics.roles import FINANCE, INTEGRATIONS
+from conftest import verified_login
 from fizy.tests.admin_forms import admin_form_data
 
 pytestmark = pytest.mark.django_db
@@ -28,7 +29,7 @@ def messages_of(response):
 def test_a_partner_url_change_waits_for_a_second_approver(client, make_staff):
     partner = PartnerFactory(api_base_url=OLD)
     ira, iris = make_staff("ira", INTEGRATIONS), make_staff("iris", INTEGRATIONS)
-    client.force_login(ira)
+    verified_login(client, ira)
     response = request_change(client, partner, support_email="ops@pharmacy.example")
     assert any("waits for a second integrations staff member" in m for m in messages_of(response))
     partner.refresh_from_db()
@@ -41,12 +42,12 @@ def test_a_partner_url_change_waits_for_a_second_approver(client, make_staff):
     decide = {"action": "approve", "_selected_action": [approval.pk]}
     response = client.post(APPROVALS, decide, follow=True)
     assert any("another staff member must approve" in m for m in messages_of(response))
-    client.force_login(make_staff("fran", FINANCE))  # another staff member, but not of the role
+    verified_login(client, make_staff("fran", FINANCE))  # another staff member, but not of the role
     client.post(APPROVALS, decide)
     assert Partner.objects.get(pk=partner.pk).api_base_url == OLD
     assert Approval.objects.get().status == "pending"
 
-    client.force_login(iris)
+    verified_login(client, iris)
     response = client.post(APPROVALS, decide, follow=True)
     assert any(f"order API URL is now {NEW}" in m for m in messages_of(response))
     assert Partner.objects.get(pk=partner.pk).api_base_url == NEW
@@ -60,16 +61,16 @@ def test_a_partner_url_change_waits_for_a_second_approver(client, make_staff):
 
 def test_a_declined_url_change_changes_nothing(client, make_staff):
     partner = PartnerFactory(api_base_url=OLD)
-    client.force_login(make_staff("ira", INTEGRATIONS))
+    verified_login(client, make_staff("ira", INTEGRATIONS))
     request_change(client, partner)
-    client.force_login(make_staff("iris", INTEGRATIONS))
+    verified_login(client, make_staff("iris", INTEGRATIONS))
     client.post(APPROVALS, {"action": "decline", "_selected_action": [Approval.objects.get().pk]})
     assert Approval.objects.get().status == "declined"
     assert Partner.objects.get(pk=partner.pk).api_base_url == OLD
 
 
 def test_a_new_partner_gets_its_url_at_once(client, make_staff):
-    client.force_login(make_staff("ira", INTEGRATIONS))
+    verified_login(client, make_staff("ira", INTEGRATIONS))
     add = reverse("admin:catalog_partner_add")
     form = admin_form_data(client.get(add).content.decode(), "partner_form", name="New Pharmacy", slug="new-pharmacy",
                            api_base_url=NEW, poll_minutes="15")

@@ -6,6 +6,7 @@ from django.urls import reverse
 from clinic_api.keys import api_key_create
 from clinic_api.models import ApiKey, Scope
 from clinics.models import AuditEntry
+from conftest import verified_login
 
 from .conftest import api_client
 
@@ -13,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_a_clinic_admin_creates_a_key_that_is_shown_once_and_stored_hashed(client, clinic_admin_a, clinic_a):
-    client.force_login(clinic_admin_a)
+    verified_login(client, clinic_admin_a)
     response = client.post(reverse("clinic_api:key-create"), {"name": "EHR sync", "scopes": ["cart:write", "orders:read"]},
                            HTTP_HX_REQUEST="true")
     assert response.status_code == 200
@@ -30,7 +31,7 @@ def test_a_clinic_admin_creates_a_key_that_is_shown_once_and_stored_hashed(clien
 
 
 def test_a_key_needs_a_name_and_a_scope(client, clinic_admin_a):
-    client.force_login(clinic_admin_a)
+    verified_login(client, clinic_admin_a)
     response = client.post(reverse("clinic_api:key-create"), {"name": ""}, HTTP_HX_REQUEST="true")
     assert response.status_code == 400 and "Choose at least one scope" in response.content.decode()
     assert not ApiKey.objects.exists()
@@ -46,7 +47,7 @@ def test_coordinators_cannot_see_or_manage_keys(client_alice, key_a):
 def test_a_revoked_key_gets_401(client, clinic_admin_a, key_a):
     key, token = key_a
     assert api_client(token).get("/api/v1/cart").status_code == 200
-    client.force_login(clinic_admin_a)
+    verified_login(client, clinic_admin_a)
     response = client.post(reverse("clinic_api:key-revoke", args=[key.pk]), HTTP_HX_REQUEST="true")
     assert "revoked" in response.content.decode()
     answer = api_client(token).get("/api/v1/cart")
@@ -65,7 +66,7 @@ def test_another_clinics_admin_cannot_revoke_the_key(client, clinic_b, key_a):
     from clinics.tests.factories import MembershipFactory, UserFactory
 
     admin_b = MembershipFactory(user=UserFactory(username="bert"), clinic=clinic_b, role=Membership.Role.CLINIC_ADMIN).user
-    client.force_login(admin_b)
+    verified_login(client, admin_b)
     assert client.post(reverse("clinic_api:key-revoke", args=[key_a[0].pk])).status_code == 404
     assert ApiKey.objects.get().revoked_at is None
 

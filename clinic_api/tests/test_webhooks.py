@@ -9,6 +9,7 @@ from standardwebhooks import Webhook
 from clinic_api.models import WebhookDelivery
 from clinic_api.webhooks import webhook_deliver, webhooks_scan
 from clinics.models import AuditEntry
+from conftest import verified_login
 from fulfillment.models import OrderLine
 from fulfillment.status import line_apply_status
 from fulfillment.tests.factories import order_with_lines
@@ -95,7 +96,7 @@ def test_resend_from_the_settings_page(client, clinic_admin_a, api, receiver, or
     line_apply_status(line=order.lines.first(), to="accepted", source="webhook")
     scan()
     delivery = WebhookDelivery.objects.get()
-    client.force_login(clinic_admin_a)
+    verified_login(client, clinic_admin_a)
     page = client.get(reverse("clinic_api:settings")).content.decode()
     assert "line.status_changed" in page and "Delivered" in page
     with django_capture_on_commit_callbacks(execute=True):
@@ -142,7 +143,7 @@ def test_a_url_must_be_https_in_production(api, settings):
 
 
 def test_the_settings_page_subscribes_and_shows_the_secret_once(client, clinic_admin_a, receiver):
-    client.force_login(clinic_admin_a)
+    verified_login(client, clinic_admin_a)
     response = client.post(reverse("clinic_api:webhook-create"), {"url": receiver.url, "events": ["order.settled"]},
                            HTTP_HX_REQUEST="true")
     assert response.status_code == 200

@@ -6,6 +6,7 @@ from django.urls import reverse
 from clinics.models import AuditEntry, Clinic, Membership
 from clinics.services import BillingError, NotClinicAdmin, clinic_set_payment_method, clinic_start_card_setup
 from clinics.tests.factories import MembershipFactory, UserFactory
+from conftest import verified_login
 from fizy.tests.fake_stripe import fake_stripe  # noqa: F401  (fixture)
 
 BILLING = "/clinic/billing"
@@ -13,8 +14,7 @@ BILLING = "/clinic/billing"
 
 @pytest.fixture
 def client_admin(client, clinic_admin_a):
-    client.force_login(clinic_admin_a)
-    return client
+    return verified_login(client, clinic_admin_a)
 
 
 def start_setup(client):
@@ -94,7 +94,7 @@ def test_bob_cannot_see_or_change_clinic_as_card(client, bob, clinic_a, clinic_b
         payment_method_id="pm_sandbox_visa", card_brand="visa", card_last4="4242", card_exp="12/2034",
         stripe_customer_id="cus_sandbox_a",
     )
-    client.force_login(bob)
+    verified_login(client, bob)
     session = client.session
     session["active_clinic_id"] = clinic_a.pk  # a forged session still only reaches bob's own clinic
     session.save()

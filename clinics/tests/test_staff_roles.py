@@ -13,6 +13,7 @@ from catalog.tests.factories import PartnerFactory
 from clinics.models import AuditEntry, Membership, Organization
 from clinics.roles import DISPATCH, FINANCE, INTEGRATIONS, ROLES, SUPPORT, USER_ADMIN
 from clinics.tests.factories import UserFactory
+from conftest import verified_login
 from fulfillment.tests.factories import order_with_lines
 from fizy.tests.admin_forms import admin_form_data
 
@@ -28,7 +29,7 @@ def as_role(client, make_staff):
 
     def login(role, username=None):
         client.staff_user = make_staff(username or role.group.lower().replace(" ", ""), role)
-        client.force_login(client.staff_user)
+        verified_login(client, client.staff_user)
         return client
 
     return login

@@ -27,5 +27,14 @@ def read_body_at_most(request, limit: int) -> bytes:
 
 
 def client_address(request) -> str | None:
-    """The address the request came from, as the server saw it (REMOTE_ADDR)."""
+    """The address the request came from: the connection's (REMOTE_ADDR), or behind
+    ``TRUSTED_PROXY_COUNT`` proxies the address the outermost of them added to X-Forwarded-For
+    (what a client writes there itself comes first and is ignored)."""
+    from django.conf import settings
+
+    hops = getattr(settings, "TRUSTED_PROXY_COUNT", 0)
+    if hops > 0:
+        forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+        if len(forwarded) >= hops:
+            return forwarded[-hops]
     return request.META.get("REMOTE_ADDR") or None

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from clinics.models import Approval, AuditEntry
 from clinics.roles import DISPATCH, FINANCE, SUPPORT
+from conftest import verified_login
 from fulfillment.models import OrderLine, PaymentEvent
 from fulfillment.settlement import order_settle_payment
 from fulfillment.tests.test_payments import gateway, make_order  # noqa: F401  (the gateway fixture)
@@ -46,7 +47,7 @@ def money_is_clean(capsys):
 def test_finance_refunds_a_delivered_line_once_with_a_reason(client, make_staff, shipped, gateway, capsys):  # noqa: F811
     delivered = shipped[0]
     fran = make_staff("fran", FINANCE)
-    client.force_login(fran)
+    verified_login(client, fran)
     form = client.post(LINES, {"action": "refund_line", "_selected_action": [delivered.pk]})
     assert form.status_code == 200 and "Refund after shipment" in form.content.decode()
 
@@ -69,7 +70,7 @@ def test_finance_refunds_a_delivered_line_once_with_a_reason(client, make_staff,
 
 def test_a_line_that_has_not_shipped_is_cancelled_not_refunded(client, make_staff, shipped, gateway):  # noqa: F811
     accepted = shipped[2]
-    client.force_login(make_staff("fran", FINANCE))
+    verified_login(client, make_staff("fran", FINANCE))
     response = refund(client, accepted)
     assert any("not shipped" in m for m in messages_of(response))
     assert gateway.kinds() == ["capture"]
@@ -78,7 +79,7 @@ def test_a_line_that_has_not_shipped_is_cancelled_not_refunded(client, make_staf
 def test_a_large_refund_waits_for_a_second_finance_staff_member(client, make_staff, shipped, gateway, capsys):  # noqa: F811
     large = shipped[1]
     fran, felix = make_staff("fran", FINANCE), make_staff("felix", FINANCE)
-    client.force_login(fran)
+    verified_login(client, fran)
     response = refund(client, large)
     assert any("waits for a second finance staff member" in m for m in messages_of(response))
     approval = Approval.objects.get(kind=Approval.Kind.LINE_REFUND)
@@ -96,7 +97,7 @@ def test_a_large_refund_waits_for_a_second_finance_staff_member(client, make_sta
     approval.refresh_from_db()
     assert approval.status == "pending" and gateway.kinds() == ["capture"]
 
-    client.force_login(felix)
+    verified_login(client, felix)
     response = client.post(APPROVALS, decide, follow=True)
     assert any("Refunded $600.00" in m for m in messages_of(response))
     approval.refresh_from_db()
@@ -113,10 +114,10 @@ def test_a_large_refund_waits_for_a_second_finance_staff_member(client, make_sta
 
 def test_a_declined_refund_refunds_nothing(client, make_staff, shipped, gateway):  # noqa: F811
     large = shipped[1]
-    client.force_login(make_staff("fran", FINANCE))
+    verified_login(client, make_staff("fran", FINANCE))
     refund(client, large)
     approval = Approval.objects.get()
-    client.force_login(make_staff("felix", FINANCE))
+    verified_login(client, make_staff("felix", FINANCE))
     client.post(APPROVALS, {"action": "decline", "_selected_action": [approval.pk]})
     approval.refresh_from_db()
     assert approval.status == "declined" and gateway.kinds() == ["capture"]
@@ -135,7 +136,7 @@ def test_only_finance_refunds(client, make_staff, shipped, gateway):  # noqa: F8
 def test_lines_whose_follow_up_charge_was_declined_have_a_filter(client, make_staff, shipped):
     declined = shipped[2]
     OrderLine.objects.filter(pk=declined.pk).update(charge_failed_at=timezone.now())
-    client.force_login(make_staff("sam", SUPPORT))
+    verified_login(client, make_staff("sam", SUPPORT))
     page = client.get(LINES, {"charge": "failed"}).content.decode()
     link = "/admin/fulfillment/orderline/{}/change/"
     assert link.format(declined.pk) in page and link.format(shipped[0].pk) not in page

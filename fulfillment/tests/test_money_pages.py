@@ -9,6 +9,7 @@ import pytest
 from django.urls import reverse
 
 from clinics.models import Membership
+from conftest import verified_login
 from fulfillment.models import Order, OrderLine, PaymentEvent
 from fulfillment.settlement import order_line_refund, order_settle_payment
 from fulfillment.status import line_apply_status
@@ -109,7 +110,7 @@ def test_a_declined_follow_up_shows_on_billing_and_only_a_clinic_admin_charges_a
 
     clinic_a.payment_method_id = "pm_sandbox_visa"
     clinic_a.save()
-    client.force_login(clinic_admin_a)
+    verified_login(client, clinic_admin_a)
     assert Membership.objects.get(user=clinic_admin_a).role == Membership.Role.CLINIC_ADMIN
     response = client.post(reverse("fulfillment:charge-again", args=[order.pk, second.pk]), follow=True)
     second.refresh_from_db()

@@ -5,6 +5,7 @@ from django.contrib.auth.models import Permission
 
 from clinics.models import AuditEntry, Patient
 from clinics.tests.factories import PatientFactory
+from conftest import verified_login
 from notices.models import Message, Notice, NoticeSettings, NoticeTemplate, TrackingLink
 from notices.tests.conftest import at_local, consenting_patient, move, order_for, run_until_sent
 from notices.tracking import tracking_link_for
@@ -24,7 +25,7 @@ def sent(clinic_a, clinic_b):
 
 
 def test_clinic_admins_see_their_clinics_messages_masked(client, clinic_admin_a, sent):
-    client.force_login(clinic_admin_a)
+    verified_login(client, clinic_admin_a)
     page = client.get("/notices/").content.decode()
     assert "Annabel Q." in page and "•••-•••-0188" in page and "+15125550188" not in page
     assert "Hi Annabel, the pharmacy has received your order" in page
@@ -42,11 +43,11 @@ def test_coordinators_and_strangers_do_not_see_the_notices_page(client, client_a
 
 def test_staff_with_the_permission_see_every_clinic(client, make_staff, sent, clinic_b):
     staff = make_staff("norole")
-    client.force_login(staff)
+    verified_login(client, staff)
     assert client.get("/notices/").status_code == 403
     staff.user_permissions.add(Permission.objects.get(codename="view_message"))
     staff = type(staff).objects.get(pk=staff.pk)  # permissions are cached on the user
-    client.force_login(staff)
+    verified_login(client, staff)
     page = client.get("/notices/").content.decode()
     assert "Annabel" in page and "Benedict" in page
     page = client.get(f"/notices/?clinic={clinic_b.pk}").content.decode()
@@ -117,7 +118,7 @@ def test_the_patient_search_finds_the_clinics_patients(client_alice, clinic_a, c
 def test_only_clinic_admins_change_settings_and_templates(client_alice, client, clinic_admin_a, clinic_a):
     assert client_alice.get("/notices/settings").status_code == 403
     assert client_alice.post("/notices/templates/shipped/sms", {"body": "x {link}"}).status_code == 403
-    client.force_login(clinic_admin_a)
+    verified_login(client, clinic_admin_a)
     response = client.post("/notices/settings", {
         "patient_phone": "+15125550199", "quiet_hours_start": "20:00", "quiet_hours_end": "09:00", "digest_hour": "6",
         "show_products_on_page": "on", "link_valid_days": "14"})
@@ -131,7 +132,7 @@ def test_only_clinic_admins_change_settings_and_templates(client_alice, client, 
 
 
 def test_a_clinic_template_is_checked_previewed_and_used(client, clinic_admin_a, clinic_a):
-    client.force_login(clinic_admin_a)
+    verified_login(client, clinic_admin_a)
     page = client.get("/notices/templates/shipped/sms").content.decode()
     assert "{clinic}: Hi {first_name}, {items} has shipped ({carrier}). Track it: {link}" in page  # the default
     assert "Hi Jordan, your order has shipped (UPS)" in page  # its preview
@@ -164,7 +165,7 @@ def test_a_patient_who_never_agreed_is_listed_as_not_sent(client, clinic_admin_a
     move(order_for(clinic_a, [patient]).lines.all(), "sent")
     run_until_sent(at_local(clinic_a, 12))
     assert Notice.objects.get().status == "not_sent"
-    client.force_login(clinic_admin_a)
+    verified_login(client, clinic_admin_a)
     page = client.get("/notices/").content.decode()
     assert "agreement to order updates is not recorded" in page and "Fern" in page
 
@@ -177,11 +178,11 @@ def test_the_notices_pages_cost_the_same_queries_for_few_or_many(client, clinic_
     order = order_for(clinic_a, patients)
     move(order.lines.all(), "sent")
     run_until_sent(at_local(clinic_a, 12))
-    client.force_login(clinic_admin_a)
+    verified_login(client, clinic_admin_a)
     client.get("/notices/")  # the session's clinic is set on a first visit
-    with django_assert_max_num_queries(10):  # 9, and the Needs attention badge's count
+    with django_assert_max_num_queries(11):  # 9, the Needs attention badge's count, the session's second-factor device
         page = client.get("/notices/").content.decode()
     assert page.count('data-channel="sms"') == n_patients
-    with django_assert_max_num_queries(10):
+    with django_assert_max_num_queries(11):
         page = client.get(f"/notices/orders/{order.pk}").content.decode()
     assert page.count("Order received by the pharmacy") == n_patients

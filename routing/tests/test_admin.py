@@ -4,6 +4,7 @@ from django.urls import reverse
 
 from catalog.tests.factories import ProductFactory
 from clinics.tests.factories import ClinicFactory, OrganizationFactory, UserFactory
+from conftest import verified_login
 from routing.models import RoutingRule
 from routing.tests.factories import RoutingRuleFactory
 
@@ -137,6 +138,6 @@ def test_routing_admin_is_for_staff_only(client, alice, glp1):
 
 
 def test_staff_without_routing_permission_cannot_test_routes(client, glp1):
-    client.force_login(UserFactory(username="intern", is_staff=True))
+    verified_login(client, UserFactory(username="intern", is_staff=True))
 
     assert client.get(reverse(TEST_ROUTE), {"product": glp1.pk, "state": "CA"}).status_code == 403

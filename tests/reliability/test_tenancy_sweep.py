@@ -63,6 +63,8 @@ OWN_CLINIC = {
     "carts:import-confirm", "carts:import-sample", "fulfillment:orders", "fulfillment:attention", "fulfillment:payments",
     "notices:index", "notices:patients", "notices:settings",
     "clinic_api:settings", "clinic_api:key-create", "clinic_api:webhook-create",
+    # The user's own second factor (accounts/): no clinic's data at all.
+    "accounts:enrol", "accounts:verify", "accounts:recovery-codes",
 }
 # Anyone may reach these.
 PUBLIC = {"login", "logout", "favicon", "clinic_api:schema", "clinic_api:docs", "health"}

@@ -91,6 +91,9 @@ class Command(BaseCommand):
         self.stdout.write(f"Logins (password for all: {data.PASSWORD}):")
         for username, role in logins:
             self.stdout.write(f"  {username:<14} {role}")
+        self.stdout.write("Staff and clinic admins set up two-factor at their first login: scan the QR code with an "
+                          "authenticator app. No app at hand? `python manage.py totp_code <login>` prints the code "
+                          "(demo only).")
         if settings.FIZY_ALLOW_SANDBOX:
             token = self._demo_api_key(clinics)
             self.stdout.write(f"Clinic API key of {data.DEMO_API_KEY[0]} (every scope; docs/clinic-api.md):\n  {token}")

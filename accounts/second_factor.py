@@ -1,0 +1,91 @@
+"""Who needs a second factor, and enrolling one: a TOTP authenticator app plus ten single-use
+recovery codes (django-otp's TOTP and static devices)."""
+
+import base64
+import io
+
+from django.db import transaction
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from clinics.models import Membership
+
+RECOVERY_CODE_COUNT = 10
+TOTP_DEVICE_NAME = "Authenticator app"
+RECOVERY_DEVICE_NAME = "Recovery codes"
+
+
+def second_factor_required(user) -> bool:
+    """Staff, superusers and clinic admins must use a second factor; anyone else who enrolled one
+    must use it too (an optional factor that could be skipped would protect nothing)."""
+    if not user.is_authenticated:
+        return False
+    if user.is_staff or user.is_superuser:
+        return True
+    if Membership.objects.filter(user=user, role=Membership.Role.CLINIC_ADMIN).exists():
+        return True
+    return has_second_factor(user)
+
+
+def has_second_factor(user) -> bool:
+    return TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+
+
+def totp_enrolment_start(*, user) -> TOTPDevice:
+    """The unconfirmed authenticator device the enrolment page shows (the same one on a reload)."""
+    device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("pk").first()
+    return device or TOTPDevice.objects.create(user=user, name=TOTP_DEVICE_NAME, confirmed=False)
+
+
+def totp_enrolment_confirm(*, device: TOTPDevice, token: str) -> list[str] | None:
+    """Confirm the device with a code from the app. Returns the ten new recovery codes (shown
+    once), or None when the code is wrong. Any earlier authenticator and codes are replaced."""
+    with transaction.atomic():
+        device = TOTPDevice.objects.select_for_update().get(pk=device.pk, confirmed=False)
+        if not device.verify_token(token.strip()):
+            return None
+        TOTPDevice.objects.filter(user=device.user).exclude(pk=device.pk).delete()
+        device.confirmed = True
+        device.save(update_fields=["confirmed"])
+        return recovery_codes_replace(user=device.user)
+
+
+def recovery_codes_replace(*, user) -> list[str]:
+    """A new set of recovery codes; the old ones stop working."""
+    StaticDevice.objects.filter(user=user).delete()
+    static = StaticDevice.objects.create(user=user, name=RECOVERY_DEVICE_NAME, confirmed=True)
+    codes = [StaticToken.random_token() for _ in range(RECOVERY_CODE_COUNT)]
+    StaticToken.objects.bulk_create([StaticToken(device=static, token=code) for code in codes])
+    return codes
+
+
+def verification_device(*, user, token: str):
+    """The user's device that accepts ``token`` (an authenticator code or a recovery code, which
+    is used up), or None. django-otp throttles repeated wrong codes per device."""
+    token = "".join(token.split()).lower()
+    if not token or len(token) > 16:
+        return None
+    devices = [*TOTPDevice.objects.filter(user=user, confirmed=True),
+               *StaticDevice.objects.filter(user=user, confirmed=True)]
+    # Six digits are an authenticator code; anything else can only be a recovery code.
+    kind = TOTPDevice if token.isascii() and token.isdigit() and len(token) == 6 else StaticDevice
+    with transaction.atomic():
+        for device in devices:
+            if isinstance(device, kind) and device.verify_token(token):
+                return device
+    return None
+
+
+def qr_code_data_uri(text: str) -> str:
+    """An SVG QR code of ``text`` as a data: URI (an <img>, allowed by the CSP's img-src)."""
+    import qrcode
+    import qrcode.image.svg
+
+    out = io.BytesIO()
+    qrcode.make(text, image_factory=qrcode.image.svg.SvgPathImage, box_size=8).save(out)
+    return "data:image/svg+xml;base64," + base64.b64encode(out.getvalue()).decode()
+
+
+def totp_secret(device: TOTPDevice) -> str:
+    """The device's secret in base32, for typing into an app that cannot scan the QR code."""
+    return base64.b32encode(device.bin_key).decode()
