@@ -12,6 +12,7 @@ from catalog.models import Partner
 from catalog.tests.factories import OfferingFactory, PartnerFactory, ProductFactory
 from clinics.models import Membership
 from clinics.roles import FINANCE, INTEGRATIONS, USER_ADMIN
+from conftest import verified_login
 from fizy.tests.admin_forms import admin_form_data
 from routing.tests.factories import RoutingRuleFactory
 
@@ -55,7 +56,7 @@ def test_an_admin_save_shows_before_and_after_in_the_history(name, client, make_
     role, make, changes, shown = CASES[name]
     obj = make(clinic_a, alice)
     staff = make_staff("editor", role)
-    client.force_login(staff)
+    verified_login(client, staff)
     save_in_admin(client, obj, **changes)
     text = history_text(client, obj)
     assert shown.lower() in text.lower(), text[-1500:]
@@ -66,7 +67,7 @@ def test_an_admin_save_shows_before_and_after_in_the_history(name, client, make_
 
 def test_partner_secrets_never_reach_the_history(client, make_staff):
     partner = PartnerFactory(api_key="sk-first-key")
-    client.force_login(make_staff("editor", INTEGRATIONS))
+    verified_login(client, make_staff("editor", INTEGRATIONS))
     save_in_admin(client, partner, new_api_key="sk-rotated-in-admin", support_email="a@b.example")
     text = history_text(client, partner)
     assert "replaced: api_key" in text  # that it was replaced is recorded, never the value
@@ -79,7 +80,7 @@ def test_partner_secrets_never_reach_the_history(client, make_staff):
 
 def test_the_history_is_a_record_not_an_undo_button(client, make_staff):
     partner = PartnerFactory(api_base_url="https://pharmacy.example/api")
-    client.force_login(make_staff("editor", INTEGRATIONS))
+    verified_login(client, make_staff("editor", INTEGRATIONS))
     save_in_admin(client, partner, support_email="a@b.example")
     first = partner.history.earliest()
     page = client.get(reverse("admin:catalog_partner_simple_history", args=[partner.pk, first.history_id]))

@@ -92,7 +92,7 @@ def test_a_large_refund_waits_for_a_second_finance_staff_member(client, make_sta
     decide = {"action": "approve", "_selected_action": [approval.pk]}
     assert any("another staff member must approve" in m for m in messages_of(client.post(APPROVALS, decide, follow=True)))
     for role in [DISPATCH, SUPPORT]:
-        client.force_login(make_staff(role.group.lower(), role))
+        verified_login(client, make_staff(role.group.lower(), role))
         client.post(APPROVALS, decide)
     approval.refresh_from_db()
     assert approval.status == "pending" and gateway.kinds() == ["capture"]
@@ -126,7 +126,7 @@ def test_a_declined_refund_refunds_nothing(client, make_staff, shipped, gateway)
 
 def test_only_finance_refunds(client, make_staff, shipped, gateway):  # noqa: F811
     for role in [SUPPORT, DISPATCH]:
-        client.force_login(make_staff(role.group.lower(), role))
+        verified_login(client, make_staff(role.group.lower(), role))
         refund(client, shipped[0])
         assert "Refund this line" not in client.get(LINES).content.decode()
     assert gateway.kinds() == ["capture"]
