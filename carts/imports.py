@@ -14,6 +14,9 @@ from django.db.models.functions import Lower
 from catalog.models import Product
 from clinics.models import Clinic, Patient, Prescriber
 
+from prescriptions.selectors import pick_prescription, prescriptions_for_pairs
+
+from .models import Cart, CartLine
 from .services import LineInput
 from .validation import Problem, blocks_adding, validate_drafts
 
@@ -222,10 +225,23 @@ def sample_csv(*, clinic: Clinic) -> str:
         return next((pr for pr in prescribers if any(l.state == patient.state and l.is_active() for l in pr.licenses.all())),
                     prescribers[0] if prescribers else None)
 
+    # Not what the cart already holds (a row would merge into it); a prescription on file gives
+    # the row its directions, quantity per fill and prescriber.
+    in_cart = set(CartLine.objects.filter(cart__clinic=clinic, cart__status=Cart.Status.OPEN)
+                  .values_list("patient_id", "product_id"))
+    on_file = prescriptions_for_pairs(clinic=clinic, pairs=[(pt.pk, pr.pk) for pt in patients for pr in products])
+    by_id = {pr.pk: pr for pr in prescribers}
     candidates = []
     for patient in patients:
         prescriber = licensed_for(patient)
         for product in products:
+            if (patient.pk, product.pk) in in_cart:
+                continue
+            rx = pick_prescription(on_file.get((patient.pk, product.pk), []))
+            if rx is not None and rx.is_usable() and rx.prescriber_id in by_id:
+                candidates.append(LineInput(patient=patient, product=product, prescriber=by_id[rx.prescriber_id],
+                                            quantity=rx.quantity, sig=rx.sig, days_supply=rx.days_supply))
+                continue
             sig, quantity, days = sample_row(product)
             candidates.append(LineInput(patient=patient, product=product, prescriber=prescriber, quantity=quantity,
                                         sig=sig, days_supply=days))

@@ -107,8 +107,6 @@ def test_refill_day(page, demo, capsys, due):
     add_due_patients(clinic, due - 20)
     you = Coordinator(page)
     browser_login(page, "austin", PASSWORD)  # not counted
-    # The clinic's refill list, exported from its own system: here, the sample file.
-    sample = page.request.get(reverse("carts:import-sample")).body()
 
     # 1. Refills due: every patient due is selected; one action adds them all.
     you.click("nav >> text=Refills due")
@@ -117,7 +115,9 @@ def test_refill_day(page, demo, capsys, due):
     page.wait_for_url("**/cart/")
     assert f"Added {due} lines to the cart." in page.inner_text(".messages")
 
-    # 2. The CSV: choosing the file opens its preview, checked as the cart checks; then add.
+    # 2. The CSV: choosing the file opens its preview, checked as the cart checks; then add. The
+    #    clinic's refill list, exported from its own system, is here the sample file.
+    sample = page.request.get(reverse("carts:import-sample")).body()
     you.click("nav >> text=Import CSV")
     you.pick_file("#upload-form input[type=file]", {"name": "refills.csv", "mimeType": "text/csv", "buffer": sample})
     page.wait_for_selector("#import-preview")
