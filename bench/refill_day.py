@@ -87,6 +87,8 @@ def seed_clinics(n_clinics: int, patients_per_clinic: int) -> list[dict]:
     from catalog.models import Partner, Product
     from clinics.models import Clinic, Membership, Patient, Prescriber
     from fizy import demo_data
+    from prescriptions.models import Prescription
+    from prescriptions.services import prescription_record
 
     call_command("seed_demo", stdout=io.StringIO())
     austin = Clinic.objects.get(name=CLINIC_NAME)
@@ -97,6 +99,7 @@ def seed_clinics(n_clinics: int, patients_per_clinic: int) -> list[dict]:
         partner.status_api = False
         partner.save(update_fields=["status_api"])
     streets = demo_data._ADDRESSES["TX"]
+    written_on = datetime.date.today() - datetime.timedelta(days=7)
     User = get_user_model()
     clinics = []
     with transaction.atomic():
@@ -122,6 +125,13 @@ def seed_clinics(n_clinics: int, patients_per_clinic: int) -> list[dict]:
             for i, patient in enumerate(patients):
                 for k in range(PRODUCTS_PER_PATIENT):
                     product = products[(i * PRODUCTS_PER_PATIENT + k + c) % len(products)]
+                    # The prescription of record the line will use (an e-prescription on file).
+                    prescription_record(
+                        clinic=clinic, patient=patient, prescriber=prescriber, product=product,
+                        sig=PRODUCT_SIGS[product.sku], quantity=1, days_supply=30, refills_authorized=1,
+                        written_on=written_on, source=Prescription.Source.ERX, rx_number=f"RD-{patient.pk}-{product.pk}",
+                        actor=None,
+                    )
                     lines.append({
                         "patient": patient.pk, "product": product.pk, "prescriber": prescriber.pk, "quantity": 1,
                         "sig": PRODUCT_SIGS[product.sku], "days_supply": 30, "refills": 1,
