@@ -162,6 +162,10 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Uploaded files (a clinic's answers to a pharmacy's hold: signed prescriptions) go through
+# Django's default storage. They are never served as public media: no MEDIA_URL route exists.
+# Several web machines need shared storage here (a network volume or an object-storage backend).
+MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "var" / "media")
 
 PHONENUMBER_DEFAULT_REGION = "US"
 

@@ -62,7 +62,7 @@ def test_one_click_reroute_sends_it_to_the_next_eligible_partner_and_says_why(cl
     assert OrderLine.objects.filter(rerouted_from=line).count() == 1
 
 
-def test_partner_side_rejection_is_rerouted_automatically_never_back_to_who_refused(rejected,
+def test_partner_side_rejection_is_rerouted_automatically_never_back_to_who_refused(rejected, client_alice,
                                                                                     django_capture_on_commit_callbacks):
     line = rejected["line"]
     with django_capture_on_commit_callbacks(execute=True):
@@ -71,6 +71,9 @@ def test_partner_side_rejection_is_rerouted_automatically_never_back_to_who_refu
     assert first.partner_order.partner == rejected["cedar"]
     assert LineEvent.objects.get(line=first).source == LineEvent.Source.SYSTEM
     assert AttentionItem.objects.get(line=line).resolution == AttentionItem.Resolution.REROUTED
+    page = client_alice.get("/orders/attention?tab=resolved").content.decode()  # the coordinator is told
+    assert "Automatically: Harbor rejected it (out of stock at the pharmacy); sent to Cedar instead" in page
+    assert "Sent to another pharmacy" in page
     OrderLine.objects.filter(pk=first.pk).update(status=S.SENT)
     first.refresh_from_db()
     with django_capture_on_commit_callbacks(execute=True):
@@ -84,6 +87,7 @@ def test_partner_side_rejection_is_rerouted_automatically_never_back_to_who_refu
     assert not OrderLine.objects.filter(rerouted_from=second).exists()
     item = AttentionItem.objects.get(line=second)
     assert item.is_open and "could not send it to another pharmacy" in item.resolution_note
+    assert "Fizy could not send it to another pharmacy" in client_alice.get("/orders/attention").content.decode()
     assert PartnerOrder.objects.filter(order=rejected["order"]).count() == 3
 
 
