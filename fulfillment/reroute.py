@@ -16,6 +16,10 @@ the existing rules (``fulfillment.settlement``), with nothing special for a rero
   not fit is charged on its own), by a follow-up charge otherwise;
 - the line's share of the platform fee moves to the new line, so the fee is charged once.
 
+The rejected line gave its prescription fill back (the state machine); the new line takes one fill
+of the same prescription (none left: it cannot be rerouted, the clinic records a new prescription
+and re-orders).
+
 ``check_money`` holds throughout: the new line is "waiting" (nothing or its price charged) until
 its pharmacy answers.
 """
@@ -32,6 +36,7 @@ from django.utils import timezone
 from catalog.models import Offering
 from clinics.audit import Action, audit_record
 from fizy.lib.money import ZERO, format_money
+from prescriptions.services import FillsUnavailable, fills_reserve, fills_use
 from routing.engine import route_lines
 
 from .attention import attention_resolve
@@ -94,6 +99,14 @@ def line_reroute(*, line_id: int, actor=None, automatic: bool = False) -> OrderL
         )
         if not taken:
             raise RerouteError(f"{partner.name} no longer has {line.quantity} {line.product.name} in stock; try again.")
+        hold = f"reroute-line-{locked.pk}"
+        if locked.prescription_id:
+            # The rejected line gave its fill back; the new line takes one of the same prescription.
+            try:
+                fills_reserve(hold=hold, prescription_ids=[locked.prescription_id])
+            except FillsUnavailable:
+                raise RerouteError(f"{line.patient.full_name}'s prescription for {line.product_name} has no fill left "
+                                   "(or expired): record a new prescription, then re-order the line.") from None
         price_before, fee_share = locked.price, locked.fee_share
         partner_order = PartnerOrder.objects.create(
             order=line.order, partner=partner, is_reroute=True, subtotal=decision.landed_cost,
@@ -102,13 +115,15 @@ def line_reroute(*, line_id: int, actor=None, automatic: bool = False) -> OrderL
         why = f"{_refusal(line)}; sent to {partner.name} instead"
         new = OrderLine.objects.create(
             order=line.order, partner_order=partner_order, patient=line.patient, product=line.product,
-            prescriber_id=line.prescriber_id, patient_snapshot=line.patient_snapshot,
+            prescriber_id=line.prescriber_id, prescription_id=locked.prescription_id, patient_snapshot=line.patient_snapshot,
             prescriber_snapshot=line.prescriber_snapshot, product_name=line.product_name,
             partner_sku=offering.partner_sku, quantity=line.quantity, sig=line.sig, days_supply=line.days_supply,
             refills=line.refills, clinical_difference=line.clinical_difference, unit_price=decision.unit_price,
             shipping_share=decision.shipping_share, landed_cost=decision.landed_cost, fee_share=fee_share,
             routing_reason=f"{why} ({decision.reason})"[:300], rerouted_from=locked, status_changed_at=timezone.now(),
         )
+        if locked.prescription_id:
+            fills_use(hold=hold, order_lines={locked.prescription_id: new.pk})
         # The fee share goes with the line: the order's fee is charged once.
         OrderLine.objects.filter(pk=locked.pk).update(fee_share=ZERO)
         price = new.price

@@ -98,3 +98,41 @@ def test_another_clinic_gets_404_on_reroute(rejected, bob):
     client.force_login(bob)
     assert client.post(f"/orders/{line.order_id}/lines/{line.pk}/reroute").status_code == 404
     assert not OrderLine.objects.filter(rerouted_from=line).exists()
+
+
+def test_the_new_line_takes_a_fill_of_the_same_prescription_the_rejected_one_gave_back(rejected, alice):
+    from prescriptions.models import Fill, Prescription
+    from prescriptions.tests.factories import PrescriptionFactory
+
+    line = rejected["line"]
+    rx = PrescriptionFactory(clinic=line.order.clinic, patient=line.patient, product=line.product,
+                             prescriber=line.prescriber, refills_authorized=0, fills_remaining=0,
+                             status=Prescription.Status.EXHAUSTED)
+    OrderLine.objects.filter(pk=line.pk).update(prescription=rx)
+    Fill.objects.create(prescription=rx, status=Fill.Status.USED, order_line_id=line.pk)
+    line.refresh_from_db()
+    line_apply_status(line=line, to=S.REJECTED, source="webhook", reason="x", reason_code="other")
+    rx.refresh_from_db()
+    assert rx.fills_remaining == 1  # given back
+
+    new = line_reroute(line_id=line.pk, actor=alice)
+
+    rx.refresh_from_db()
+    assert new.prescription_id == rx.pk and rx.fills_remaining == 0
+    assert Fill.objects.get(order_line_id=new.pk).status == Fill.Status.USED
+
+
+def test_no_fill_left_means_no_reroute_and_says_what_to_do(rejected, alice):
+    from prescriptions.models import Prescription
+    from prescriptions.tests.factories import PrescriptionFactory
+
+    line = rejected["line"]
+    rx = PrescriptionFactory(clinic=line.order.clinic, patient=line.patient, product=line.product,
+                             prescriber=line.prescriber, status=Prescription.Status.CANCELLED)
+    OrderLine.objects.filter(pk=line.pk).update(prescription=rx)
+    line.refresh_from_db()
+    line_apply_status(line=line, to=S.REJECTED, source="webhook", reason="x", reason_code="other")
+    with pytest.raises(RerouteError, match="record a new prescription"):
+        line_reroute(line_id=line.pk, actor=alice)
+    assert not OrderLine.objects.filter(rerouted_from=line).exists()
+    assert AttentionItem.objects.get(line=line).is_open
