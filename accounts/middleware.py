@@ -11,9 +11,12 @@ from django.utils.http import urlencode
 from .second_factor import has_second_factor, second_factor_required
 
 # Reachable before the second factor: the enrolment and verification pages, logging out, and
-# what those pages load. Anything else redirects to them.
+# what those pages load; and the machine APIs under /api/ (the clinic API, partners' and Stripe's
+# webhooks), which never use the session: an API key or a signature authenticates them, so a
+# browser's half-logged-in session cookie must not turn an API call into a redirect. Anything
+# else redirects to them.
 OPEN_BEFORE_SECOND_FACTOR = ("/account/two-factor/", "/logout/", "/admin/logout/", "/static/", "/favicon.ico",
-                             "/health/")
+                             "/health/", "/api/")
 SESSION_SEEN_KEY = "seen_at"
 SESSION_REQUIRED_KEY = "second_factor_required"
 RECHECK_SECONDS = 300

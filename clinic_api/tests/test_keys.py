@@ -88,3 +88,13 @@ def test_requests_per_key_are_limited(settings, api, key_a):
     answer = api.get("/api/v1/cart")
     assert answer.json()["code"] == "rate_limited" and int(answer["Retry-After"]) > 0
     cache.clear()
+
+
+def test_the_api_ignores_the_browser_session_and_its_second_factor(client, clinic_admin_a, key_a):
+    """A clinic admin's browser, logged in but before the second factor, calling the API with a
+    key (e.g. from the docs page): the key decides, the session's second-factor step does not."""
+    client.force_login(clinic_admin_a)
+    assert client.get(reverse("clinic_api:settings")).status_code == 302  # pages wait for the second factor
+    answer = client.get("/api/v1/cart", HTTP_AUTHORIZATION=f"Bearer {key_a[1]}")
+    assert answer.status_code == 200 and answer.json()["lines"] == 0
+    assert client.get("/api/v1/cart").status_code == 401  # the session alone is no credential
