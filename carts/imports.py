@@ -204,43 +204,47 @@ def sample_row(product: Product) -> tuple[str, int, int]:
 
 
 SAMPLE_ROWS = 3
-SAMPLE_CANDIDATES = 12  # patients tried for the sample, in chart order
+SAMPLE_CANDIDATES = 12  # patients tried with a product of each form, in chart order
+SAMPLE_PATIENTS = 200  # patients whose prescriptions on file are tried
 
 
 def sample_csv(*, clinic: Clinic) -> str:
     """A sample file built from the clinic's own patients, prescribers and real SKUs, that the
-    cart's own validation accepts as it is: each row a carried product of its own dosage form with
-    directions of that form, for a patient it can ship to, by a prescriber licensed in the
-    patient's state. In a fixed number of queries."""
+    cart's own validation accepts as it is where the clinic's data allows: rows the cart does not
+    hold yet; first the prescriptions on file (their directions, quantity per fill and
+    prescriber), then a carried product of each dosage form with directions of that form, by a
+    prescriber licensed in the patient's state. In a fixed number of queries."""
     patients = [p for p in Patient.objects.filter(organization_id=clinic.organization_id).order_by("chart_id")
-                if p.date_of_birth and p.address_is_complete][:SAMPLE_CANDIDATES]
+                if p.date_of_birth and p.address_is_complete][:SAMPLE_PATIENTS]
     prescribers = list(Prescriber.objects.filter(organization_id=clinic.organization_id, active=True)
                        .prefetch_related("licenses").order_by("last_name", "first_name"))
+    by_id = {pr.pk: pr for pr in prescribers}
     carried = list(Product.objects.filter(active=True, dea_schedule="", offerings__isnull=False).distinct().order_by("sku"))
     # One product per dosage form first (the SIGs show how each form reads), then the others.
     first_of_each_form = list({p.dosage_form: p for p in reversed(carried)}.values())[::-1]
     products = sorted(first_of_each_form, key=lambda p: p.sku) + [p for p in carried if p not in first_of_each_form]
+    in_cart = set(CartLine.objects.filter(cart__clinic=clinic, cart__status=Cart.Status.OPEN)
+                  .values_list("patient_id", "product_id"))
+    pairs = [(pt.pk, pr.pk) for pt in patients for pr in products if (pt.pk, pr.pk) not in in_cart]
+    on_file = prescriptions_for_pairs(clinic=clinic, pairs=pairs)
 
     def licensed_for(patient):
         return next((pr for pr in prescribers if any(l.state == patient.state and l.is_active() for l in pr.licenses.all())),
                     prescribers[0] if prescribers else None)
 
-    # Not what the cart already holds (a row would merge into it); a prescription on file gives
-    # the row its directions, quantity per fill and prescriber.
-    in_cart = set(CartLine.objects.filter(cart__clinic=clinic, cart__status=Cart.Status.OPEN)
-                  .values_list("patient_id", "product_id"))
-    on_file = prescriptions_for_pairs(clinic=clinic, pairs=[(pt.pk, pr.pk) for pt in patients for pr in products])
-    by_id = {pr.pk: pr for pr in prescribers}
+    patient_of = {pt.pk: pt for pt in patients}
+    product_of = {pr.pk: pr for pr in products}
     candidates = []
-    for patient in patients:
+    for (patient_id, product_id) in pairs:  # prescriptions on file first
+        rx = pick_prescription(on_file.get((patient_id, product_id), []))
+        if rx is not None and rx.is_usable() and rx.prescriber_id in by_id:
+            candidates.append(LineInput(patient=patient_of[patient_id], product=product_of[product_id],
+                                        prescriber=by_id[rx.prescriber_id], quantity=rx.quantity, sig=rx.sig,
+                                        days_supply=rx.days_supply))
+    for patient in patients[:SAMPLE_CANDIDATES]:
         prescriber = licensed_for(patient)
         for product in products:
             if (patient.pk, product.pk) in in_cart:
-                continue
-            rx = pick_prescription(on_file.get((patient.pk, product.pk), []))
-            if rx is not None and rx.is_usable() and rx.prescriber_id in by_id:
-                candidates.append(LineInput(patient=patient, product=product, prescriber=by_id[rx.prescriber_id],
-                                            quantity=rx.quantity, sig=rx.sig, days_supply=rx.days_supply))
                 continue
             sig, quantity, days = sample_row(product)
             candidates.append(LineInput(patient=patient, product=product, prescriber=prescriber, quantity=quantity,

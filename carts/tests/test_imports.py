@@ -163,3 +163,17 @@ def test_the_sample_file_gives_each_product_directions_of_its_form(client_alice,
     sigs = {r.product.sku: r.raw["sig"] for r in rows}
     assert sigs["FZ-CREAM"].startswith("Apply") and sigs["FZ-LDN"].startswith("Take 1 capsule")
     assert all(r.ok for r in rows)
+
+
+def test_the_sample_file_takes_a_prescription_on_file_and_skips_what_the_cart_holds(client_alice, clinic_a, alice, csv_world):
+    from carts.services import LineInput, cart_add_lines
+    from prescriptions.tests.factories import PrescriptionFactory
+
+    PrescriptionFactory(clinic=clinic_a, patient=csv_world["bo"], prescriber=csv_world["dr"], product=csv_world["ldn"],
+                        sig="Take 1 capsule by mouth nightly, written by the prescriber", quantity=30, days_supply=30)
+    cart_add_lines(clinic=clinic_a, actor=alice, items=[LineInput(patient=csv_world["ann"], product=csv_world["sema"],
+                                                                  prescriber=csv_world["dr"], quantity=1)])
+    rows = parse_refill_csv(clinic=clinic_a, text=client_alice.get(reverse("carts:import-sample")).content.decode())
+    by_pair = {(r.raw["chart_id"], r.raw["product"]): r.raw for r in rows}
+    assert by_pair[("BW-2", "FZ-LDN")]["sig"] == "Take 1 capsule by mouth nightly, written by the prescriber"
+    assert ("BW-1", "FZ-SEMA") not in by_pair  # already in the cart: the row would only merge into it
