@@ -224,3 +224,15 @@ def order_for_alice(clinic_a, alice):
     from fulfillment.tests.factories import order_with_lines
 
     return order_with_lines(clinic=clinic_a, partners=[PartnerFactory()], lines_per_partner=1, placed_by=alice)
+
+
+def test_behind_a_balancer_each_client_address_is_locked_on_its_own(client, alice, bob, settings):
+    settings.AXES_FAILURE_LIMIT = 2
+    settings.TRUSTED_PROXY_COUNT = 1
+    balancer = {"REMOTE_ADDR": "10.0.0.5"}
+    for name in ("nobody", "root"):
+        client.post(LOGIN, {"username": name, "password": "guess"}, HTTP_X_FORWARDED_FOR="192.0.2.66", **balancer)
+    assert client.post(LOGIN, {"username": "alice", "password": PASSWORD}, HTTP_X_FORWARDED_FOR="192.0.2.66",
+                       **balancer).status_code == 429
+    assert client.post(LOGIN, {"username": "bob", "password": PASSWORD}, HTTP_X_FORWARDED_FOR="198.51.100.3",
+                       **balancer).status_code == 302

@@ -3,7 +3,7 @@ import io
 import pytest
 from django.test import RequestFactory
 
-from fizy.lib.http import BodyTooLarge, read_body_at_most
+from fizy.lib.http import BodyTooLarge, client_address, read_body_at_most
 
 
 class CountingStream(io.BytesIO):
@@ -40,3 +40,13 @@ def test_a_body_longer_than_declared_is_read_only_up_to_the_limit_plus_one():
 def test_a_body_within_the_limit_is_returned():
     request = RequestFactory().post("/x", data=b'{"a": 1}', content_type="application/json")
     assert read_body_at_most(request, 64) == b'{"a": 1}'
+
+
+def test_the_client_address_is_the_connection_s_unless_proxies_are_trusted(settings):
+    request = RequestFactory().get("/", REMOTE_ADDR="10.0.0.5", HTTP_X_FORWARDED_FOR="6.6.6.6, 203.0.113.7")
+    settings.TRUSTED_PROXY_COUNT = 0
+    assert client_address(request) == "10.0.0.5"  # a client's own X-Forwarded-For is not believed
+    settings.TRUSTED_PROXY_COUNT = 1
+    assert client_address(request) == "203.0.113.7"  # what our one balancer added, not what the client wrote
+    settings.TRUSTED_PROXY_COUNT = 3
+    assert client_address(request) == "10.0.0.5"  # fewer hops than configured: the connection's
