@@ -279,10 +279,6 @@ def main(argv=None) -> int:
         "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0") if args.redis else "",
         "Q_CLUSTER_NAME": f"fizy-bench-refill-{os.getpid()}",
     }
-    if not os.environ.get("FIELD_ENCRYPTION_KEYS"):
-        from cryptography.fernet import Fernet
-
-        extra["FIELD_ENCRYPTION_KEYS"] = Fernet.generate_key().decode()  # this run's database only
     os.environ.update(bench_env(args.database_url, **extra))
     log_dir = Path(tempfile.mkdtemp(prefix="fizy-bench-"))
     managed = Managed(log_dir)

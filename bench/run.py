@@ -103,6 +103,10 @@ def bench_env(database_url: str, **extra) -> dict:
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
     })
+    if not env.get("FIELD_ENCRYPTION_KEYS"):
+        from cryptography.fernet import Fernet
+
+        env["FIELD_ENCRYPTION_KEYS"] = Fernet.generate_key().decode()  # the bench's own database only
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
