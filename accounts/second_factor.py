@@ -5,6 +5,7 @@ import base64
 import io
 
 from django.db import transaction
+from django.utils.crypto import salted_hmac
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -51,12 +52,19 @@ def totp_enrolment_confirm(*, device: TOTPDevice, token: str) -> list[str] | Non
 
 
 def recovery_codes_replace(*, user) -> list[str]:
-    """A new set of recovery codes; the old ones stop working."""
+    """A new set of recovery codes; the old ones stop working. Only their digests are stored."""
     StaticDevice.objects.filter(user=user).delete()
     static = StaticDevice.objects.create(user=user, name=RECOVERY_DEVICE_NAME, confirmed=True)
     codes = [StaticToken.random_token() for _ in range(RECOVERY_CODE_COUNT)]
-    StaticToken.objects.bulk_create([StaticToken(device=static, token=code) for code in codes])
+    StaticToken.objects.bulk_create([StaticToken(device=static, token=recovery_code_digest(code)) for code in codes])
     return codes
+
+
+def recovery_code_digest(code: str) -> str:
+    """What the database keeps of a recovery code: a keyed digest (HMAC with SECRET_KEY), cut to
+    the 16 characters django-otp's token column holds. A copy of the table gives no codes.
+    Changing SECRET_KEY voids every recovery code (users make new ones under Two-factor)."""
+    return salted_hmac("fizy.accounts.recovery-code", code, algorithm="sha256").hexdigest()[:16]
 
 
 def verification_device(*, user, token: str):
@@ -71,7 +79,8 @@ def verification_device(*, user, token: str):
     kind = TOTPDevice if token.isascii() and token.isdigit() and len(token) == 6 else StaticDevice
     with transaction.atomic():
         for device in devices:
-            if isinstance(device, kind) and device.verify_token(token):
+            typed = recovery_code_digest(token) if kind is StaticDevice else token
+            if isinstance(device, kind) and device.verify_token(typed):
                 return device
     return None
 

@@ -130,6 +130,8 @@ def test_a_recovery_code_works_once(client, clinic_admin_a):
     response = client.post(VERIFY, {"code": codes[3].upper(), "next": "/cart/"}, follow=True)
     assert response.redirect_chain[0][0] == "/cart/" and "You used a recovery code" in response.content.decode()
     assert StaticToken.objects.filter(device__user=clinic_admin_a).count() == 9
+    stored = set(StaticToken.objects.values_list("token", flat=True))
+    assert not stored & set(codes)  # the database keeps digests, not the codes
 
     client.logout()
     password_login(client, clinic_admin_a)
