@@ -24,8 +24,9 @@ from .timing import local_now
 
 log = logging.getLogger(__name__)
 S = OrderLine.Status
-WHAT = {S.REJECTED: "rejected by the pharmacy", S.ON_HOLD: "put on hold", S.CANCELLED: "cancelled",
-        S.FAILED: "could not be sent to the pharmacy"}
+REROUTED = "rerouted"
+WHAT = {S.REJECTED: "rejected by the pharmacy", REROUTED: "rejected by the pharmacy and sent to another one by Fizy",
+        S.ON_HOLD: "put on hold", S.CANCELLED: "cancelled", S.FAILED: "could not be sent to the pharmacy"}
 
 
 def _counts_sentence(counts: Counter) -> str:
@@ -56,7 +57,11 @@ def alert_send(*, alert_id: int, now: datetime.datetime | None = None) -> bool:
         AttentionAlert.objects.filter(pk=alert_id).update(status=AttentionAlert.Status.NOT_SENT,
                                                           reason="The clinic has no member with an email address.")
         return False
-    counts = Counter(AlertLine.objects.filter(alert=alert).values_list("status", flat=True))
+    # A rejected line Fizy has already sent to another pharmacy (fulfillment.reroute) is said so.
+    counts = Counter(
+        REROUTED if status == S.REJECTED and rerouted else status
+        for status, rerouted in AlertLine.objects.filter(alert=alert).values_list("status", "line__rerouted_to")
+    )
     n = sum(counts.values())
     subject = f"{clinic.name}: order {order.number} needs your attention ({n} line{'s' if n != 1 else ''})"
     body = (

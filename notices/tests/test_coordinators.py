@@ -57,6 +57,24 @@ def test_rejections_and_holds_of_one_order_make_one_email(clinic):
     assert AttentionAlert.objects.filter(status="sent").count() == 2
 
 
+def test_a_rejected_line_fizy_sent_elsewhere_is_said_so(clinic):
+    from fulfillment.tests.factories import OrderLineFactory, PartnerOrderFactory
+
+    patients = [consenting_patient(clinic.organization, first_name=f"P{i}") for i in range(2)]
+    order = order_for(clinic, patients)
+    lines = list(order.lines.order_by("pk"))
+    move(lines, "sent")
+    move(lines, "rejected")
+    # Fizy rerouted the first (fulfillment.reroute): a new line at another pharmacy replaces it.
+    OrderLineFactory(partner_order=PartnerOrderFactory(order=order, is_reroute=True), patient=lines[0].patient,
+                     rerouted_from=lines[0])
+    noon = at_local(clinic, 12)
+    notices_scan(now=noon)
+    alerts_send_due(now=noon + datetime.timedelta(minutes=5))
+    (email,) = mail.outbox
+    assert "1 rejected by the pharmacy, 1 rejected by the pharmacy and sent to another one by Fizy" in email.body
+
+
 def test_the_digest_goes_once_a_day_at_the_clinics_hour(clinic):
     NoticeSettings.objects.create(clinic=clinic, digest_hour=7)
     order = order_for(clinic, [consenting_patient(clinic.organization) for _ in range(3)])
