@@ -114,6 +114,24 @@ def line_input(world: World, patient: Patient, product: Product) -> LineInput:
     )
 
 
+def prescribe(world: World, items: list[LineInput]) -> None:
+    """A prescription of record on file (an e-prescription) for each line's patient and product,
+    as checkout requires; the cart picks it up when the line is added. Setup, never timed."""
+    from prescriptions.models import Prescription
+    from prescriptions.rules import default_expiry
+
+    written_on = datetime.date.today() - datetime.timedelta(days=7)
+    Prescription.objects.bulk_create([
+        Prescription(
+            clinic=world.clinic, patient=item.patient, prescriber=item.prescriber, product=item.product, sig=item.sig,
+            quantity=item.quantity, days_supply=item.days_supply, refills_authorized=1, fills_remaining=2,
+            written_on=written_on, source=Prescription.Source.ERX, rx_number=f"BENCH-{item.patient.pk}-{item.product.pk}",
+            expires_on=default_expiry(written_on=written_on, schedule=item.product.dea_schedule, state=item.patient.state),
+        )
+        for item in items
+    ])
+
+
 def empty_cart(world: World) -> Cart:
     cart = cart_get_active(clinic=world.clinic)
     CartLine.objects.filter(cart=cart).delete()
@@ -131,6 +149,7 @@ def build_cart(world: World, size: int) -> Cart:
         for k in range(LINES_PER_PATIENT):
             if len(items) < size:
                 items.append(line_input(world, patient, world.products[(p_index * LINES_PER_PATIENT + k) % m]))
+    prescribe(world, items)
     cart_add_lines(clinic=world.clinic, items=items, actor=world.user)
     cart = cart_get_active(clinic=world.clinic)
     assert cart.lines.count() == size, (cart.lines.count(), size)
