@@ -12,6 +12,7 @@ from django.utils import timezone
 from catalog.models import Product
 from clinics.models import Clinic, Patient, Prescriber, PrescriberLicense
 from fulfillment.selectors import latest_lines_by_patient_product
+from prescriptions.selectors import pick_prescription, prescriptions_for_pairs
 from routing.engine import CartTotals, cart_totals, route_lines
 
 from .models import Cart, CartLine
@@ -208,24 +209,78 @@ class RefillDue:
 
 def refills_due(*, clinic: Clinic, within_days: int = 7, cart: Cart | None = None, today=None) -> list[RefillDue]:
     """The clinic's patients whose last order line of a product runs out (order date + days
-    supply) within the next ``within_days`` days, or already ran out in the last 60 days,
-    soonest first. Lines without a days supply cannot run out and are left out."""
+    supply) within the next ``within_days`` days, or already ran out in the last 60 days, and
+    whose prescription of record for it is active with a fill left (those without one are in
+    :func:`prescriptions_needed`), soonest first. Lines without a days supply cannot run out and
+    are left out. A fixed number of queries."""
+    return _refills(clinic=clinic, within_days=within_days, cart=cart, today=today)[0]
+
+
+@dataclass
+class PrescriptionNeeded:
+    """A patient and product a prescriber must write a new prescription for, and why."""
+
+    patient: Patient
+    product: Product
+    prescriber: Prescriber | None
+    prescription: object | None  # prescriptions.Prescription: the one that ran out, expired or expires soon
+    reason: str
+    runs_out_on: datetime.date | None
+
+
+EXPIRING_WITHIN_DAYS = 30
+
+
+def prescriptions_needed(*, clinic: Clinic, today=None) -> list[tuple[Prescriber | None, list[PrescriptionNeeded]]]:
+    """"Needs a new prescription", grouped by prescriber (by name): the clinic's patients whose
+    prescription for a product they were ordered is exhausted, expired, cancelled, missing, or
+    expires within 30 days. A fixed number of queries."""
+    needed = _refills(clinic=clinic, within_days=0, cart=None, today=today)[1]
+    needed.sort(key=lambda n: (str(n.prescriber or ""), n.patient.last_name, n.patient.first_name, n.product.name))
+    return [(prescriber, list(items)) for prescriber, items in groupby(needed, key=lambda n: n.prescriber)]
+
+
+def _refills(*, clinic, within_days, cart, today) -> tuple[list[RefillDue], list[PrescriptionNeeded]]:
     today = today or timezone.localdate()
     horizon = today + datetime.timedelta(days=within_days)
     oldest = today - datetime.timedelta(days=60)
     in_cart = set()
     if cart is not None:
         in_cart = set(CartLine.objects.filter(cart=cart).values_list("patient_id", "product_id"))
-    due = []
-    for (patient_id, product_id), line in latest_lines_by_patient_product(clinic=clinic).items():
-        if not line.days_supply:
+    latest = latest_lines_by_patient_product(clinic=clinic)
+    on_file = prescriptions_for_pairs(clinic=clinic, pairs=latest.keys())
+    due, needed = [], []
+    for (patient_id, product_id), line in latest.items():
+        rx = pick_prescription(on_file.get((patient_id, product_id), []), today=today)
+        runs_out = (timezone.localtime(line.placed_at).date() + datetime.timedelta(days=line.days_supply)
+                    if line.days_supply else None)
+        why = _why_new_prescription(rx, today)
+        if why:
+            needed.append(PrescriptionNeeded(patient=line.patient, product=line.product,
+                                             prescriber=rx.prescriber if rx else line.prescriber, prescription=rx,
+                                             reason=why, runs_out_on=runs_out))
+        if runs_out is None or not rx or not rx.is_usable(today):
             continue
-        runs_out = timezone.localtime(line.placed_at).date() + datetime.timedelta(days=line.days_supply)
         if oldest <= runs_out <= horizon:
             due.append(RefillDue(patient=line.patient, product=line.product, last_line=line, runs_out_on=runs_out,
                                  days_left=(runs_out - today).days, in_cart=(patient_id, product_id) in in_cart))
     due.sort(key=lambda d: (d.runs_out_on, d.patient.last_name, d.patient.first_name))
-    return due
+    return due, needed
+
+
+def _why_new_prescription(rx, today) -> str:
+    if rx is None:
+        return "no prescription on file"
+    status = rx.effective_status(today)
+    if status == rx.Status.EXPIRED:
+        return f"Rx {rx.reference} expired on {rx.expires_on:%b %d, %Y}"
+    if status == rx.Status.CANCELLED:
+        return f"Rx {rx.reference} was cancelled"
+    if rx.fills_remaining <= 0:
+        return f"Rx {rx.reference}: no refills left ({rx.refills_authorized + 1} fills used)"
+    if (rx.expires_on - today).days <= EXPIRING_WITHIN_DAYS:
+        return f"Rx {rx.reference} expires on {rx.expires_on:%b %d, %Y}"
+    return ""
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ urlpatterns = [
     path("cart/validate", views.validate, name="validate"),
     path("cart/checkout", views.checkout, name="checkout"),
     path("cart/refills", views.refills, name="refills"),
+    path("cart/refills/prescriptions-needed.csv", views.prescriptions_needed_csv, name="prescriptions-needed-csv"),
     path("cart/reorder/<int:line_pk>", views.reorder, name="reorder"),
     path("cart/import", views.import_csv, name="import"),
     path("cart/import/confirm", views.import_confirm, name="import-confirm"),

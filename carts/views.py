@@ -36,6 +36,7 @@ from .services import (
     cart_update_line,
 )
 from .validation import blocks_adding, problems_by_field, validate_drafts
+from fizy.lib.spreadsheet import csv_download
 from prescriptions.forms import PrescriptionForm
 from prescriptions.selectors import prescription_get
 from prescriptions.services import PrescriptionError, prescription_record
@@ -416,7 +417,24 @@ def refills(request):
     days = _refill_window(request.GET.get("days"))
     due = selectors.refills_due(clinic=request.clinic, within_days=days, cart=cart)
     return render(request, "carts/refills.html", {"nav": "refills", "due": due, "days": days,
-                                                 "windows": REFILL_WINDOWS})
+                                                 "windows": REFILL_WINDOWS,
+                                                 "needed": selectors.prescriptions_needed(clinic=request.clinic)})
+
+
+@clinic_required
+@require_GET
+def prescriptions_needed_csv(request):
+    """"Needs a new prescription" as a CSV for the prescribers (formula-safe cells)."""
+    rows = [
+        [str(prescriber or ""), getattr(prescriber, "npi", ""), n.patient.chart_id, n.patient.full_name,
+         n.patient.date_of_birth.isoformat() if n.patient.date_of_birth else "", str(n.product),
+         n.prescription.reference if n.prescription else "", n.reason,
+         n.runs_out_on.isoformat() if n.runs_out_on else ""]
+        for prescriber, items in selectors.prescriptions_needed(clinic=request.clinic) for n in items
+    ]
+    return csv_download(filename="needs-a-new-prescription.csv", rows=rows, header=[
+        "prescriber", "prescriber_npi", "chart_id", "patient", "date_of_birth", "product", "last_rx", "why",
+        "runs_out_on"])
 
 
 def _refill_window(value, default: int = 7) -> int:

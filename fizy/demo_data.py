@@ -260,3 +260,56 @@ def history_for(clinic_login: str, patients: list) -> list[tuple]:
 # A patient's first fill was prescribed by a prescriber whose license has since lapsed: the refill
 # is flagged (prescriber_license_expired) until another prescriber is chosen.
 HISTORY_LAPSED_PRESCRIBER = {"BW-1001": "Okafor"}
+
+
+# Prescriptions of record behind the past orders (seed_demo): every one is an e-prescription with
+# refills left, except these, which the demo needs: Denver's first patient has none left (the
+# "needs a new prescription" list, and refills_exhausted in Denver's cart); the second's expires
+# soon; one of Austin's patients (not due this week) got the last fill of theirs.
+PRESCRIPTION_SPECIALS = {
+    ("BW-1003", "FZ-NAD-200"): {"refills": 0},
+    ("BW-1005", "FZ-NAD-200"): {"expires_in": 10},
+    ("BW-1025", "FZ-BIEST-80"): {"refills": 0},  # Austin: ordered last week, the last fill of its prescription
+}
+# Denver's open cart shows every prescription flag once: (chart id, sku, quantity, prescription)
+# where the prescription is "history" (the one behind the past order), None (none on file), or a
+# prescription on file to record (written days ago, refills, expires in days).
+DENVER_FLAG_LINES = [
+    ("BW-1003", "FZ-NAD-200", 1, "history"),  # refills_exhausted
+    ("BW-1012", "FZ-NAD-200", 1, "history"),  # refill_too_soon: delivered yesterday
+    ("BW-1009", "FZ-NAD-200", 2, "history"),  # prescription_mismatch: 1 vial prescribed
+    ("BW-1005", "FZ-GLUT-200", 1, None),  # prescription_missing
+    ("BW-1003", "FZ-B12-5", 1, {"written_days_ago": 400, "refills": 3, "expires_in": -35}),  # prescription_expired
+    ("BW-1009", "FZ-TESC-200", 1, {"written_days_ago": 20, "refills": 8, "expires_in": 160}),  # controlled_refill_limit
+]
+FLAG_SIG = {
+    "FZ-GLUT-200": "Inject 1 mL (200 mg) intramuscularly twice weekly",
+    "FZ-B12-5": "Inject 0.5 mL intramuscularly once weekly",
+    "FZ-TESC-200": "Inject 0.5 mL (100 mg) intramuscularly once weekly",
+}
+
+
+def demo_prescription_pdf(*, patient, product, prescriber, written_on) -> bytes:
+    """A small one-page PDF standing for a signed prescription (demo data only)."""
+    lines = [f"Prescription - {prescriber} (NPI {prescriber.npi})", f"Patient: {patient.full_name}, DOB "
+             f"{patient.date_of_birth:%m/%d/%Y}", f"Rx: {product}", "Sig: " + HISTORY_SIG.get(product.sku, ""),
+             f"Written: {written_on:%m/%d/%Y}   Refills: 5", f"Signed: /s/ {prescriber.first_name} {prescriber.last_name}"]
+    text = "BT /F1 11 Tf 72 720 Td 16 TL " + " ".join(
+        "(" + line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ") Tj T*" for line in lines) + " ET"
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(text.encode("latin-1", "replace")) + text.encode("latin-1", "replace")
+        + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)

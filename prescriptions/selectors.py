@@ -36,7 +36,7 @@ def prescriptions_for_pairs(*, clinic, pairs: Iterable[tuple[int, int]]) -> dict
     found: dict[tuple[int, int], list[Prescription]] = {}
     rows = Prescription.objects.filter(
         clinic__organization_id=clinic.organization_id, patient_id__in={p for p, _ in pairs}, product_id__in={q for _, q in pairs},
-    ).exclude(status=Prescription.Status.CANCELLED)
+    ).exclude(status=Prescription.Status.CANCELLED).select_related("prescriber")
     for rx in rows:
         if (rx.patient_id, rx.product_id) in pairs:
             found.setdefault((rx.patient_id, rx.product_id), []).append(rx)

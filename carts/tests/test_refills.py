@@ -12,19 +12,26 @@ from catalog.tests.factories import PartnerFactory, ProductFactory
 from clinics.models import AuditEntry
 from clinics.tests.factories import ClinicFactory, PatientFactory, PrescriberFactory
 from fulfillment.models import Order, OrderLine, PartnerOrder
+from prescriptions.models import Prescription
+from prescriptions.tests.factories import PrescriptionFactory
 
 pytestmark = pytest.mark.django_db
 TODAY = datetime.date(2026, 11, 26)
 
 
 def ordered(clinic, patient, product, *, days_ago, days_supply=30, status="delivered", quantity=2, prescriber=None):
-    """A past order line, as checkout and fulfillment would have left it."""
+    """A past order line, as checkout and fulfillment would have left it, on the patient's
+    prescription of record (one per patient and product, with refills left)."""
     placed = timezone.make_aware(datetime.datetime.combine(TODAY - datetime.timedelta(days=days_ago), datetime.time(12)))
     order = Order.objects.create(clinic=clinic, placed_at=placed)
     po = PartnerOrder.objects.create(order=order, partner=PartnerFactory())
+    prescriber = prescriber or PrescriberFactory(organization=clinic.organization)
+    rx = (Prescription.objects.filter(patient=patient, product=product).first()
+          or PrescriptionFactory(clinic=clinic, patient=patient, product=product, prescriber=prescriber,
+                                 quantity=quantity, sig=f"SIG for {patient.last_name}", days_supply=days_supply or 30))
     return OrderLine.objects.create(
-        order=order, partner_order=po, patient=patient, product=product,
-        prescriber=prescriber or PrescriberFactory(organization=clinic.organization),
+        order=order, partner_order=po, patient=patient, product=product, prescription=rx,
+        prescriber=prescriber,
         product_name=product.name, partner_sku="X", quantity=quantity, sig=f"SIG for {patient.last_name}",
         days_supply=days_supply, unit_price=Decimal("10.00"), landed_cost=Decimal("20.00"), status=status,
     )
@@ -115,3 +122,25 @@ def test_refills_of_another_organization_are_skipped_without_naming_them(client_
     assert "not one of this clinic&#x27;s refills due" in page
     assert not any(d.patient.last_name in page for d in due)
     assert not CartLine.objects.exists()
+
+
+def test_only_patients_with_refills_left_are_due_the_others_need_a_new_prescription(client_alice, clinic_a, due_world):
+    from carts.selectors import prescriptions_needed
+
+    p, sema, ldn = due_world
+    Prescription.objects.filter(patient=p["Soon"]).update(fills_remaining=0, status=Prescription.Status.EXHAUSTED)
+    assert [d.patient.last_name for d in refills_due(clinic=clinic_a, within_days=7, today=TODAY)] == ["Overdue"]
+    needed = prescriptions_needed(clinic=clinic_a, today=TODAY)
+    [(prescriber, [item])] = needed
+    assert item.patient == p["Soon"] and "no refills left" in item.reason
+    assert prescriber == Prescription.objects.get(patient=p["Soon"]).prescriber
+
+    page = client_alice.get(reverse("carts:refills")).content.decode()
+    assert "Needs a new prescription" in page and "Soon" in page.split('id="prescriptions-needed"')[1]
+    Patient = type(p["Soon"])
+    Patient.objects.filter(pk=p["Soon"].pk).update(chart_id="=HYPERLINK(1)")
+    csv = client_alice.get(reverse("carts:prescriptions-needed-csv"))
+    assert csv["Content-Type"].startswith("text/csv")
+    body = csv.content.decode()
+    assert body.startswith("prescriber,prescriber_npi,chart_id") and "'=HYPERLINK(1)" in body
+    assert "no refills left" in body

@@ -5,6 +5,7 @@ import datetime
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.core.files.base import ContentFile
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
@@ -12,9 +13,13 @@ from django.utils import timezone
 from catalog.models import Offering, Partner, PartnerStateLicense, Product
 from clinics.models import Clinic, DEARegistration, Membership, Organization, Patient, Prescriber, PrescriberLicense
 from fizy import demo_data as data
+from fizy.demo_data import demo_prescription_pdf
 from fizy.lib.identifiers import dea_from_base, npi_from_base
 from fizy.lib.payments import SANDBOX_CARDS
+from carts.models import Cart, CartLine
 from fulfillment.models import Order, OrderLine, PartnerOrder, PaymentEvent
+from prescriptions.models import Fill, Prescription
+from prescriptions.rules import default_expiry
 from notices.models import NoticeSettings
 from routing.engine import route_preview
 from routing.models import RoutingRule
@@ -76,6 +81,7 @@ class Command(BaseCommand):
                 chart_id = record.pop("chart_id")
                 Patient.objects.update_or_create(organization=org, chart_id=chart_id, defaults=record)
         self._history(clinics)
+        self._prescriptions(clinics)
         # Austin's quiet hours are off in the demo, so that patients' texts show at any hour of the
         # day; Denver and Miami keep the default 21:00–08:00.
         NoticeSettings.objects.update_or_create(
@@ -215,6 +221,85 @@ class Command(BaseCommand):
                     order=order, kind=PaymentEvent.Kind.CAPTURED,
                     defaults=dict(clinic=clinic, amount=landed, gateway="sandbox", reference=order.payment_reference),
                 )
+
+    def _prescriptions(self, clinics):
+        """The prescriptions of record: one e-prescription behind every past order line (with its
+        fill, delivered), a standing naltrexone prescription for every Bloom patient with a
+        complete record (a few as signed PDF documents), and Denver's cart with one line for each
+        prescription flag (missing, expired, no refills left, too soon, mismatch, controlled limit).
+        Austin's refill day is untouched: its 20 due patients have refills left."""
+        today = timezone.localdate()
+        denver = clinics["Bloom Wellness — Denver"]
+        specials = data.PRESCRIPTION_SPECIALS
+        for line in (OrderLine.objects.filter(order__payment_reference__startswith="demo-history-")
+                     .select_related("order", "patient", "product", "prescriber").order_by("pk")):
+            chart_id, sku = line.patient.chart_id, line.product.sku
+            special = specials.get((chart_id, sku), {})
+            placed_on = timezone.localdate(line.order.placed_at)
+            written_on = special.get("written_on", placed_on - datetime.timedelta(days=3))
+            refills = special.get("refills", 5)
+            expires_on = (today + datetime.timedelta(days=special["expires_in"])) if "expires_in" in special else default_expiry(
+                written_on=written_on, schedule=line.product.dea_schedule, state=line.patient.state)
+            rx, _ = Prescription.objects.update_or_create(
+                patient=line.patient, product=line.product, rx_number=f"DEMO-{chart_id}-{sku}",
+                defaults=dict(clinic=line.order.clinic, prescriber=line.prescriber, sig=special.get("sig", line.sig),
+                              quantity=line.quantity, days_supply=line.days_supply or 30, refills_authorized=refills,
+                              fills_remaining=refills, written_on=written_on, expires_on=expires_on,
+                              status=Prescription.Status.ACTIVE if refills else Prescription.Status.EXHAUSTED,
+                              source=Prescription.Source.ERX, erx_message_id=f"SS-{line.order.pk:08d}"),
+            )
+            OrderLine.objects.filter(pk=line.pk).update(prescription=rx)
+            Fill.objects.update_or_create(order_line_id=line.pk, defaults=dict(
+                prescription=rx, status=Fill.Status.USED, reserved_at=line.order.placed_at,
+                used_at=line.order.placed_at, delivered_at=line.status_changed_at))
+        ldn = Product.objects.get(sku="FZ-LDN-45")
+        austin = clinics["Bloom Wellness — Austin"]
+        patel = Prescriber.objects.get(organization=austin.organization, last_name="Patel")
+        standing = [p for p in Patient.objects.filter(organization=austin.organization).order_by("chart_id")
+                    if p.date_of_birth and p.address_is_complete and p.state in ("TX", "CO")]
+        for i, patient in enumerate(standing):
+            written_on = today - datetime.timedelta(days=40)
+            rx, created = Prescription.objects.get_or_create(
+                patient=patient, product=ldn, rx_number=f"DEMO-LDN-{patient.chart_id}",
+                defaults=dict(clinic=austin, prescriber=patel, sig=data.HISTORY_SIG["FZ-LDN-45"], quantity=30,
+                              days_supply=30, refills_authorized=5, fills_remaining=6, written_on=written_on,
+                              expires_on=default_expiry(written_on=written_on, schedule="", state=patient.state),
+                              source=Prescription.Source.ERX, erx_message_id=f"SS-LDN-{patient.pk:06d}"),
+            )
+            if i % 5 == 0 and not rx.document:
+                rx.source, rx.document_content_type = Prescription.Source.DOCUMENT, "application/pdf"
+                rx.document.save(f"rx-{patient.chart_id}-ldn.pdf", ContentFile(demo_prescription_pdf(
+                    patient=patient, product=ldn, prescriber=patel, written_on=written_on)), save=False)
+                rx.save()
+        self._denver_cart(denver, today)
+
+    def _denver_cart(self, denver, today):
+        """Denver's open cart: one line for each prescription flag, so the demo shows them all."""
+        cart = Cart.objects.filter(clinic=denver, status__in=["open", "checking_out"]).first() or Cart.objects.create(
+            clinic=denver)
+        products = {p.sku: p for p in Product.objects.all()}
+        for chart_id, sku, quantity, rx_spec in data.DENVER_FLAG_LINES:
+            patient = Patient.objects.get(organization=denver.organization, chart_id=chart_id)
+            product = products[sku]
+            rx = None
+            if rx_spec == "history":
+                rx = Prescription.objects.get(patient=patient, product=product, rx_number=f"DEMO-{chart_id}-{sku}")
+            elif rx_spec:
+                written_on = today - datetime.timedelta(days=rx_spec["written_days_ago"])
+                rx, _ = Prescription.objects.update_or_create(
+                    patient=patient, product=product, rx_number=f"DEMO-{chart_id}-{sku}",
+                    defaults=dict(clinic=denver, prescriber=Prescriber.objects.get(
+                        organization=denver.organization, last_name="Ortega"), sig=data.FLAG_SIG[sku],
+                        quantity=quantity, days_supply=30, refills_authorized=rx_spec["refills"],
+                        fills_remaining=rx_spec["refills"] + 1, written_on=written_on,
+                        expires_on=today + datetime.timedelta(days=rx_spec["expires_in"]),
+                        source=Prescription.Source.ON_FILE),
+                )
+            prescriber = rx.prescriber if rx else Prescriber.objects.get(organization=denver.organization,
+                                                                         last_name="Patel")
+            CartLine.objects.update_or_create(cart=cart, patient=patient, product=product, defaults=dict(
+                prescriber=prescriber, prescription=rx, quantity=quantity if rx_spec != "history" else quantity,
+                sig=rx.sig if rx else data.FLAG_SIG.get(sku, ""), days_supply=30))
 
     def _routing_rules(self, orgs):
         for name, priority, sku, states, org_name, slug in data.ROUTING_RULES:
