@@ -282,6 +282,8 @@ DENVER_FLAG_LINES = [
     ("BW-1003", "FZ-B12-5", 1, {"written_days_ago": 400, "refills": 3, "expires_in": -35}),  # prescription_expired
     ("BW-1009", "FZ-TESC-200", 1, {"written_days_ago": 20, "refills": 8, "expires_in": 160}),  # controlled_refill_limit
 ]
+# Standing prescriptions of Dr Patel for Bloom's Texas and Colorado patients: (sku, quantity per fill, days supply).
+STANDING_PRESCRIPTIONS = [("FZ-LDN-45", 30, 30), ("FZ-B12-5", 1, 28)]
 FLAG_SIG = {
     "FZ-GLUT-200": "Inject 1 mL (200 mg) intramuscularly twice weekly",
     "FZ-B12-5": "Inject 0.5 mL intramuscularly once weekly",

@@ -23,6 +23,7 @@ from fizy.demo_data import PASSWORD
 from fulfillment.models import Order, OrderLine, PartnerOrder, SandboxPartnerOrder
 from fulfillment.sandbox import sandbox_play_all
 from fulfillment.status import CHARGEABLE
+from prescriptions.models import Prescription
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 FINAL = {OrderLine.Status.DELIVERED, OrderLine.Status.REJECTED}
@@ -82,8 +83,15 @@ def add_due_patients(clinic, count):
                                      payment_reference=f"extra-{i}")
         po = PartnerOrder.objects.create(order=order, partner=template.partner_order.partner,
                                          status=PartnerOrder.Status.SENT)
+        rx = template.prescription  # the same prescription of record, written for this patient
+        rx = Prescription.objects.create(
+            clinic=clinic, patient=patient, product=rx.product, prescriber=rx.prescriber, sig=rx.sig,
+            quantity=rx.quantity, days_supply=rx.days_supply, refills_authorized=rx.refills_authorized,
+            fills_remaining=rx.refills_authorized, written_on=rx.written_on, expires_on=rx.expires_on,
+            source=rx.source, rx_number=f"{rx.rx_number}-{i}", erx_message_id=rx.erx_message_id)
         OrderLine.objects.create(
             order=order, partner_order=po, patient=patient, product=template.product, prescriber=template.prescriber,
+            prescription=rx,
             product_name=template.product_name, partner_sku=template.partner_sku, quantity=template.quantity,
             sig=template.sig, days_supply=template.days_supply, unit_price=template.unit_price,
             shipping_share=template.shipping_share, landed_cost=template.landed_cost, status=OrderLine.Status.DELIVERED,

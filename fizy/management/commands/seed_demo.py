@@ -224,8 +224,8 @@ class Command(BaseCommand):
 
     def _prescriptions(self, clinics):
         """The prescriptions of record: one e-prescription behind every past order line (with its
-        fill, delivered), a standing naltrexone prescription for every Bloom patient with a
-        complete record (a few as signed PDF documents), and Denver's cart with one line for each
+        fill, delivered), standing naltrexone and methylcobalamin prescriptions for every Bloom
+        patient with a complete record in Texas or Colorado (a few as signed PDF documents), and Denver's cart with one line for each
         prescription flag (missing, expired, no refills left, too soon, mismatch, controlled limit).
         Austin's refill day is untouched: its 20 due patients have refills left."""
         today = timezone.localdate()
@@ -252,25 +252,26 @@ class Command(BaseCommand):
             Fill.objects.update_or_create(order_line_id=line.pk, defaults=dict(
                 prescription=rx, status=Fill.Status.USED, reserved_at=line.order.placed_at,
                 used_at=line.order.placed_at, delivered_at=line.status_changed_at))
-        ldn = Product.objects.get(sku="FZ-LDN-45")
         austin = clinics["Bloom Wellness — Austin"]
         patel = Prescriber.objects.get(organization=austin.organization, last_name="Patel")
         standing = [p for p in Patient.objects.filter(organization=austin.organization).order_by("chart_id")
                     if p.date_of_birth and p.address_is_complete and p.state in ("TX", "CO")]
-        for i, patient in enumerate(standing):
-            written_on = today - datetime.timedelta(days=40)
-            rx, created = Prescription.objects.get_or_create(
-                patient=patient, product=ldn, rx_number=f"DEMO-LDN-{patient.chart_id}",
-                defaults=dict(clinic=austin, prescriber=patel, sig=data.HISTORY_SIG["FZ-LDN-45"], quantity=30,
-                              days_supply=30, refills_authorized=5, fills_remaining=6, written_on=written_on,
-                              expires_on=default_expiry(written_on=written_on, schedule="", state=patient.state),
-                              source=Prescription.Source.ERX, erx_message_id=f"SS-LDN-{patient.pk:06d}"),
-            )
-            if i % 5 == 0 and not rx.document:
-                rx.source, rx.document_content_type = Prescription.Source.DOCUMENT, "application/pdf"
-                rx.document.save(f"rx-{patient.chart_id}-ldn.pdf", ContentFile(demo_prescription_pdf(
-                    patient=patient, product=ldn, prescriber=patel, written_on=written_on)), save=False)
-                rx.save()
+        for sku, quantity, days in data.STANDING_PRESCRIPTIONS:
+            product = Product.objects.get(sku=sku)
+            for i, patient in enumerate(standing):
+                written_on = today - datetime.timedelta(days=40)
+                rx, created = Prescription.objects.get_or_create(
+                    patient=patient, product=product, rx_number=f"DEMO-{sku[3:]}-{patient.chart_id}",
+                    defaults=dict(clinic=austin, prescriber=patel, sig=data.HISTORY_SIG[sku], quantity=quantity,
+                                  days_supply=days, refills_authorized=5, fills_remaining=6, written_on=written_on,
+                                  expires_on=default_expiry(written_on=written_on, schedule="", state=patient.state),
+                                  source=Prescription.Source.ERX, erx_message_id=f"SS-{sku[3:]}-{patient.pk:06d}"),
+                )
+                if i % 5 == 0 and not rx.document:
+                    rx.source, rx.document_content_type = Prescription.Source.DOCUMENT, "application/pdf"
+                    rx.document.save(f"rx-{patient.chart_id}-{sku[3:].lower()}.pdf", ContentFile(demo_prescription_pdf(
+                        patient=patient, product=product, prescriber=patel, written_on=written_on)), save=False)
+                    rx.save()
         self._denver_cart(denver, today)
 
     def _denver_cart(self, denver, today):
