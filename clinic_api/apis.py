@@ -3,6 +3,10 @@ services and selectors as the coordinator's pages, answer JSON."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db.models import Q
 from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -27,6 +31,9 @@ from clinics.patients import PATIENT_FIX_FIELDS, PatientError, patient_create, p
 from fulfillment import selectors as fulfillment_selectors
 
 from notices.selectors import coordinator_emails
+from prescriptions.forms import PrescriptionForm
+from prescriptions.selectors import prescription_get
+from prescriptions.services import PrescriptionError, prescription_record
 
 from . import presenters
 from .base import IDEMPOTENCY_HEADER, ClinicApiView, form_errors
@@ -47,6 +54,8 @@ from .serializers import (
     SubscriptionSerializer,
     OrderSerializer,
     OrderSummarySerializer,
+    PrescriptionInSerializer,
+    PrescriptionSerializer,
     PatientInSerializer,
     PatientSerializer,
     ValidationResultSerializer,
@@ -391,3 +400,82 @@ class WebhookApi(ClinicApiView):
             raise Http404
         subscription_remove(subscription=sub)
         return Response(status=204)
+
+
+# --- prescriptions ------------------------------------------------------------------------------
+
+
+class PrescriptionsApi(ClinicApiView):
+    scope = Scope.PATIENTS_WRITE
+    max_body_bytes = 15 * 1024 * 1024  # a 10 MB document in base64
+
+    @extend_schema(operation_id="prescriptions_record", request=PrescriptionInSerializer,
+                   responses={201: PrescriptionSerializer},
+                   summary="Record a prescription of record: an e-prescription reference or a signed document")
+    def post(self, request):
+        """Checked like the cart's "Record the prescription" form and service: the refill limits of
+        the product's schedule in the patient's state, the expiry, the document's real type. Lines
+        added afterwards for this patient and product use it."""
+        raw = self.data_object()
+        data = _checked(PrescriptionInSerializer, raw)
+        refs, errors = _references(self.clinic, data)
+        if errors:
+            raise ApiError(400, "invalid", "", errors=errors)
+        files = {}
+        if data.get("document_base64"):
+            try:
+                content = base64.b64decode(data["document_base64"], validate=True)
+            except (binascii.Error, ValueError):
+                raise ApiError(400, "invalid", "document_base64 is not base64.", field="document_base64") from None
+            files["document"] = SimpleUploadedFile(data.get("document_name") or "prescription", content)
+        form_data = {name: raw.get(name, "") for name in ("source", "sig", "quantity", "days_supply", "written_on",
+                                                          "erx_message_id", "rx_number")}
+        form_data.update(prescriber=refs["prescriber"].pk, refills_authorized=raw.get("refills_authorized", 0))
+        form = PrescriptionForm(form_data, files, organization_id=self.clinic.organization_id)
+        if not form.is_valid():
+            raise ApiError(400, "invalid", "", errors=form_errors(form))
+        cleaned = form.cleaned_data
+        try:
+            rx = prescription_record(
+                clinic=self.clinic, patient=refs["patient"], product=refs["product"], actor=None,
+                prescriber=cleaned["prescriber"], sig=cleaned["sig"], quantity=cleaned["quantity"],
+                days_supply=cleaned["days_supply"], refills_authorized=cleaned["refills_authorized"],
+                written_on=cleaned["written_on"], source=cleaned["source"], erx_message_id=cleaned["erx_message_id"],
+                rx_number=cleaned["rx_number"], document=cleaned["document"])
+        except PrescriptionError as exc:
+            raise ApiError(400, "prescription_refused", str(exc)) from None
+        return Response(presenters.prescription(rx), status=201)
+
+
+class PrescriptionApi(ClinicApiView):
+    scope = Scope.PATIENTS_WRITE
+
+    @extend_schema(operation_id="prescriptions_read", responses={200: PrescriptionSerializer},
+                   summary="Read a prescription: its status, fills remaining and expiry")
+    def get(self, request, pk: int):
+        rx = prescription_get(clinic=self.clinic, pk=pk)
+        if rx is None:
+            raise Http404
+        self.audit_read(obj=rx, patient=rx.patient)
+        return Response(presenters.prescription(rx))
+
+
+def _references(clinic, data: dict) -> tuple[dict, list[dict]]:
+    """The patient, product and prescriber a prescription names (by id, chart id, SKU or NPI)."""
+    org = clinic.organization_id
+    found, errors = {}, []
+    patients = Patient.objects.filter(organization_id=org)
+    found["patient"] = (patients.filter(pk=data["patient"]).first() if "patient" in data
+                        else patients.filter(chart_id=data.get("chart_id", "").strip()).first())
+    products = Product.objects.filter(active=True)
+    found["product"] = (products.filter(pk=data["product"]).first() if "product" in data
+                        else products.filter(sku=data.get("product_sku", "")).first())
+    prescribers = Prescriber.objects.filter(organization_id=org)
+    found["prescriber"] = (prescribers.filter(pk=data["prescriber"]).first() if "prescriber" in data
+                           else prescribers.filter(npi=data.get("prescriber_npi", "")).first())
+    for name, by, code in (("patient", "chart_id", "patient_not_found"), ("product", "product_sku", "product_not_found"),
+                           ("prescriber", "prescriber_npi", "prescriber_not_found")):
+        if found[name] is None:
+            errors.append(error(code, f"No {name} of this clinic with this {'id' if name in data else by}.",
+                                name if name in data else by))
+    return found, errors

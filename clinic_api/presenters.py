@@ -80,6 +80,14 @@ def order(order, lines, money: dict) -> dict:
             "order_lines": [order_line(line) for line in lines]}
 
 
+def prescription(rx) -> dict:
+    return {"id": rx.pk, "reference": rx.reference, "patient": rx.patient_id, "product": rx.product_id,
+            "prescriber": rx.prescriber_id, "source": rx.source, "status": rx.effective_status(),
+            "quantity": rx.quantity, "days_supply": rx.days_supply, "refills_authorized": rx.refills_authorized,
+            "fills_remaining": rx.fills_remaining, "written_on": rx.written_on, "expires_on": rx.expires_on,
+            "erx_message_id": rx.erx_message_id, "rx_number": rx.rx_number, "has_document": bool(rx.document)}
+
+
 def subscription(s) -> dict:
     return {"id": s.pk, "url": s.url, "events": list(s.events), "active": s.active, "created_at": s.created_at}
 

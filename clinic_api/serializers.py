@@ -230,3 +230,47 @@ class NewSubscriptionSerializer(SubscriptionSerializer):
 
 
 SCOPES = Scope.values
+
+
+# --- prescriptions ------------------------------------------------------------------------------
+
+
+class PrescriptionInSerializer(StrictSerializer):
+    """A prescription of record: from an e-prescription (``source: erx`` with ``erx_message_id``
+    and/or ``rx_number``) or a signed document (``source: document`` with the file in base64)."""
+
+    patient = serializers.IntegerField(required=False)
+    chart_id = serializers.CharField(required=False)
+    product = serializers.IntegerField(required=False)
+    product_sku = serializers.CharField(required=False)
+    prescriber = serializers.IntegerField(required=False)
+    prescriber_npi = serializers.CharField(required=False)
+    source = serializers.ChoiceField(choices=["erx", "document"])
+    sig = serializers.CharField()
+    quantity = serializers.IntegerField()
+    days_supply = serializers.IntegerField()
+    refills_authorized = serializers.IntegerField(required=False)
+    written_on = serializers.DateField()
+    erx_message_id = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    rx_number = serializers.CharField(required=False, allow_blank=True, max_length=40)
+    document_base64 = serializers.CharField(required=False, help_text="The signed PDF, JPEG or PNG (≤ 10 MB), base64.")
+    document_name = serializers.CharField(required=False, max_length=100)
+
+
+class PrescriptionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    reference = serializers.CharField()
+    patient = serializers.IntegerField()
+    product = serializers.IntegerField()
+    prescriber = serializers.IntegerField()
+    source = serializers.CharField()
+    status = serializers.CharField()
+    quantity = serializers.IntegerField()
+    days_supply = serializers.IntegerField()
+    refills_authorized = serializers.IntegerField()
+    fills_remaining = serializers.IntegerField()
+    written_on = serializers.DateField()
+    expires_on = serializers.DateField()
+    erx_message_id = serializers.CharField()
+    rx_number = serializers.CharField()
+    has_document = serializers.BooleanField()

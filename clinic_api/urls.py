@@ -19,6 +19,8 @@ urlpatterns = [
     # The API.
     path("api/v1/patients", apis.PatientsApi.as_view(), name="patients"),
     path("api/v1/patients/<int:pk>", apis.PatientApi.as_view(), name="patient"),
+    path("api/v1/prescriptions", apis.PrescriptionsApi.as_view(), name="prescriptions"),
+    path("api/v1/prescriptions/<int:pk>", apis.PrescriptionApi.as_view(), name="prescription"),
     path("api/v1/cart", apis.CartApi.as_view(), name="cart"),
     path("api/v1/cart/validate", apis.CartValidateApi.as_view(), name="cart-validate"),
     path("api/v1/cart/ready", apis.CartReadyApi.as_view(), name="cart-ready"),

@@ -82,6 +82,8 @@ SIGNED_APIS = {
     # The clinic API (an API key; bob's clinic's key is swept in test_clinic_b_key_cannot_reach_clinic_a).
     "clinic_api:patients": {},
     "clinic_api:patient": {"pk": "patient"},
+    "clinic_api:prescriptions": {},
+    "clinic_api:prescription": {"pk": "prescription"},
     "clinic_api:cart": {},
     "clinic_api:cart-validate": {},
     "clinic_api:cart-ready": {},
@@ -152,12 +154,15 @@ def world(clinic_a, alice, bob, clinic_b):
         patient=PatientFactory(organization=clinic_b.organization), product=product, prescriber=None, quantity=1)])
     api_key = ApiKey.objects.create(clinic=clinic_a, name="A's EHR", prefix="aaaaaaaa", hashed="a" * 64,
                                     scopes=["cart:write"])
+    from prescriptions.tests.factories import PrescriptionFactory
+
+    rx = PrescriptionFactory(clinic=clinic_a, patient=patient, prescriber=prescriber, product=product)
     webhook = WebhookSubscription.objects.create(clinic=clinic_a, url="https://a.example/hook", events=["order.settled"],
                                                  secret="whsec_" + "A" * 43 + "=")
     delivery = WebhookDelivery.objects.create(subscription=webhook, clinic=clinic_a, event_type="order.settled",
                                               message_id="msg_a", source="order_settled:1", status="delivered")
     ids = {
-        "api_key": api_key.pk, "webhook": webhook.pk, "webhook_delivery": delivery.pk,
+        "api_key": api_key.pk, "webhook": webhook.pk, "prescription": rx.pk, "webhook_delivery": delivery.pk,
         "cart_line": cart_line.pk, "patient": patient.pk, "order": order.pk, "order_line": order_line.pk,
         "partner_slug": partner.slug, "partner_reference": order_line.partner_order.partner_reference or "REF",
         "clinic": clinic_a.pk, "alice": alice.pk, "product": product.pk, "prescriber": prescriber.pk,
