@@ -142,3 +142,23 @@ def test_the_csv_preview_shows_the_problem_the_cart_would_flag(page, refill_day_
     assert row.locator("[data-code=prescriber_not_licensed_in_state]").is_visible()
     assert "added with" in row.inner_text()
     assert page.console_errors == []
+
+
+def test_a_lines_history_opens_under_its_row_and_orders_can_be_searched(page, refill_day_cart):
+    order = Order.objects.filter(clinic=refill_day_cart).order_by("-placed_at").first()
+    line = order.lines.select_related("patient").first()
+    browser_login(page, "austin", PASSWORD)
+    page.goto(reverse("fulfillment:order", args=[order.pk]))
+    page.click(f"#history-link-{line.pk}")
+    page.wait_for_selector(f"#history-{line.pk}")
+    assert page.evaluate(f"document.getElementById('line-{line.pk}').nextElementSibling.id") == f"history-{line.pk}"
+    assert page.evaluate("document.activeElement.id") == "line-history"  # focus moved to the history
+    page.click(f"#history-link-{line.pk}")  # "Hide history"
+    page.wait_for_selector(f"#history-{line.pk}", state="detached")
+
+    page.goto(reverse("fulfillment:orders"))
+    page.fill("#orders-q", line.patient.chart_id)
+    page.click("#order-filters button[type=submit]")
+    page.wait_for_url("**/orders/?q=*")
+    assert order.number in page.inner_text("#orders")
+    assert page.console_errors == []
