@@ -1,4 +1,4 @@
-"""Refill day through the API: the clinic's EHR creates 40 patients and pushes their 40 lines
+"""Refill day through the API: the clinic's EHR creates 40 patients, records their e-prescriptions and pushes their 40 lines
 (one request retried), validates the cart and marks it ready; a coordinator places the order in
 the browser's place-order form; the EHR's webhook receiver gets every line's status changes,
 signed and verifiable with the standardwebhooks library, and reads the order back."""
@@ -16,11 +16,9 @@ from carts.models import CartLine
 from carts.tests.checkout_form import place_order_data
 from catalog.tests.factories import OfferingFactory, PartnerFactory, ProductFactory
 from clinic_api.webhooks import webhooks_scan
-from clinics.models import Patient
 from clinics.tests.factories import PrescriberFactory, PrescriberLicenseFactory
 from fulfillment.models import LineEvent, Order
 from fulfillment.status import line_apply_status
-from prescriptions.tests.factories import PrescriptionFactory
 
 from .fake_receiver import FakeReceiver
 
@@ -65,11 +63,14 @@ def test_a_40_line_refill_day_through_the_api(api, client_alice, settings, clini
         # 1. The EHR creates the day's patients.
         for i in range(N):
             assert api.post("/api/v1/patients", patient_body(i), format="json").status_code == 201
-        # (each has an e-prescription on file, up to 2 vials a fill)
-        for patient in Patient.objects.filter(organization=clinic_a.organization, chart_id__startswith="EHR-"):
-            PrescriptionFactory(clinic=clinic_a, patient=patient, product=pharmacy["product"],
-                                prescriber=pharmacy["prescriber"], quantity=2, days_supply=28,
-                                sig="Inject 0.25 mg subcutaneously once weekly")
+        # ... and records each one's e-prescription (up to 2 vials a fill, 3 refills).
+        written = (datetime.date.today() - datetime.timedelta(days=3)).isoformat()
+        for i in range(N):
+            answer = api.post("/api/v1/prescriptions", {
+                "chart_id": f"EHR-{i:03d}", "product_sku": "SEMA-5", "prescriber_npi": npi, "source": "erx",
+                "erx_message_id": f"SS-{i:05d}", "sig": "Inject 0.25 mg subcutaneously once weekly", "quantity": 2,
+                "days_supply": 28, "refills_authorized": 3, "written_on": written}, format="json")
+            assert answer.status_code == 201, answer.json()
 
         # 2. It pushes the lines in two requests; the second is retried (its answer was lost).
         first = api.post("/api/v1/cart/lines", {"lines": [line_body(i, npi) for i in range(20)]}, format="json",
@@ -124,3 +125,6 @@ def test_a_40_line_refill_day_through_the_api(api, client_alice, settings, clini
     assert {l["tracking_number"] for l in read["order_lines"]} == {"1Z999"}
     assert Decimal(read["total"]) == order.total and "money" in read
     assert [o["id"] for o in api.get("/api/v1/orders").json()] == [order.pk]
+    # Each prescription gave one fill to the order.
+    rx = api.get(f"/api/v1/prescriptions/{order.lines.first().prescription_id}").json()
+    assert rx["fills_remaining"] == 3
