@@ -2,9 +2,11 @@
 a while without activity."""
 
 import time
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.http import HttpResponse
-from django.shortcuts import redirect
+from django.shortcuts import redirect, resolve_url
 from django.urls import reverse
 from django.utils.http import urlencode
 
@@ -78,4 +80,13 @@ class IdleSessionTimeout:
             now = int(time.time())
             if now - request.session.get(SESSION_SEEN_KEY, 0) >= REFRESH_EVERY_SECONDS:
                 request.session[SESSION_SEEN_KEY] = now  # modified: saved with a new expiry
-        return self.get_response(request)
+            return self.get_response(request)
+        response = self.get_response(request)
+        if response.status_code == 302 and urlsplit(response["Location"]).path == resolve_url(settings.LOGIN_URL):
+            # Sent to log in. With a session cookie but no session, the session ended: the login
+            # page says why. An HTMX request loads the login page whole, not into a table row.
+            url = response["Location"]
+            if settings.SESSION_COOKIE_NAME in request.COOKIES:
+                url += ("&" if "?" in url else "?") + "ended=idle"
+            return _go(request, url)
+        return response

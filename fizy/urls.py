@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.http import HttpResponse
@@ -21,7 +22,8 @@ urlpatterns = [
     path("health/", HealthCheckView.as_view(checks=["health_check.checks.Database", "health_check.checks.Cache", QueueAge]),
          name="health"),
     path("admin/", admin.site.urls),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", auth_views.LoginView.as_view(
+        redirect_authenticated_user=True, extra_context={"idle_minutes": settings.SESSION_IDLE_TIMEOUT // 60}), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("accounts.urls")),
     path("", include("clinics.urls")),

@@ -189,7 +189,8 @@ def _expiry(client):
     return Session.objects.get(session_key=client.session.session_key).expire_date
 
 
-def test_a_session_ends_after_30_idle_minutes_and_activity_keeps_it(client_alice, alice, settings, order_for_alice):
+def test_a_session_ends_after_30_idle_minutes_and_activity_keeps_it(client_alice, alice, settings, order_for_alice,
+                                                                   client):
     assert settings.SESSION_IDLE_TIMEOUT == 30 * 60
     client_alice.get("/cart/")
     left = (_expiry(client_alice) - timezone.now()).total_seconds()
@@ -206,8 +207,13 @@ def test_a_session_ends_after_30_idle_minutes_and_activity_keeps_it(client_alice
     assert (_expiry(client_alice) - timezone.now()).total_seconds() < 11 * 60
 
     _age_session(client_alice, 11 * 60)  # 31 minutes idle
+    htmx = client_alice.get("/cart/", HTTP_HX_REQUEST="true")  # a click in the cart: the whole page goes to login
+    assert htmx.status_code == 204 and htmx["HX-Redirect"] == "/login/?next=/cart/&ended=idle"
     response = client_alice.get("/cart/")
-    assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+    assert response.status_code == 302 and response["Location"] == "/login/?next=/cart/&ended=idle"
+    login = client_alice.get(response["Location"]).content.decode()
+    assert "You were logged out after 30 minutes without activity" in login
+    assert "logged out after" not in client.__class__().get("/login/?next=/cart/").content.decode()
 
 
 def test_expired_sessions_are_cleared_by_a_schedule(client_alice):
