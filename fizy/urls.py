@@ -28,6 +28,7 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("", include("clinics.urls")),
     path("", include("carts.urls")),
+    path("", include("prescriptions.urls")),
     path("", include("fulfillment.urls")),
     path("", include("notices.urls")),
     path("", include("clinic_api.urls")),

@@ -135,7 +135,8 @@ def partner_order_dispatch(*, partner_order_id: int) -> str:
 
 def _attempt(partner_order: PartnerOrder) -> str:
     lines = list(
-        partner_order.lines.filter(status=LS.PENDING).select_related("patient", "prescriber", "product").order_by("pk")
+        partner_order.lines.filter(status=LS.PENDING).select_related("patient", "prescriber", "product", "prescription")
+        .order_by("pk")
     )
     if not lines:
         _record_sent(partner_order, [], PartnerOrderAnswer(reference=partner_order.partner_reference))

@@ -21,9 +21,11 @@ from urllib.parse import quote
 
 import requests
 from django.conf import settings
+from django.urls import reverse
 from requests.adapters import HTTPAdapter
 
 from catalog.models import Partner
+from prescriptions.documents import document_link_token
 
 from .models import OrderLine, PartnerOrder
 from .reasons import ReasonCode
@@ -103,6 +105,29 @@ def _prescriber(line: OrderLine) -> dict:
     }
 
 
+def _prescription(line: OrderLine, partner_order: PartnerOrder) -> dict | None:
+    """The prescription of record the line fills: its source, dates and refills left, and the
+    e-prescription reference or a short-lived signed link to the signed document (for this
+    partner and this line only)."""
+    rx = line.prescription
+    if rx is None:
+        return None
+    out = {
+        "source": rx.source, "reference": rx.reference, "written_on": rx.written_on.isoformat(),
+        "expires_on": rx.expires_on.isoformat(), "refills_authorized": rx.refills_authorized,
+        "refills_remaining": rx.refills_remaining, "quantity_per_fill": rx.quantity, "days_supply": rx.days_supply,
+        "erx_message_id": rx.erx_message_id, "rx_number": rx.rx_number,
+    }
+    if rx.source == rx.Source.WRITTEN:
+        out["attestation"] = {"name": rx.attested_name, "at": rx.attested_at.isoformat() if rx.attested_at else None}
+    if rx.document:
+        token = document_link_token(prescription_id=rx.pk, order_line_id=line.pk, partner_id=partner_order.partner_id)
+        out["document_url"] = settings.SITE_URL + reverse("fulfillment:partner-prescription-document", args=[token])
+        out["document_content_type"] = rx.document_content_type
+        out["document_link_expires_in"] = settings.PRESCRIPTION_DOCUMENT_LINK_MAX_AGE
+    return out
+
+
 def build_order_payload(partner_order: PartnerOrder, lines: list[OrderLine]) -> dict:
     """The JSON body of ``POST {api_base_url}/orders`` for these lines of ``partner_order``.
 
@@ -134,6 +159,7 @@ def build_order_payload(partner_order: PartnerOrder, lines: list[OrderLine]) -> 
                 "refills": line.refills,
                 "clinical_difference": line.clinical_difference,
                 "prescriber": _prescriber(line),
+                "prescription": _prescription(line, partner_order),
             }
             for line in lines
         ],

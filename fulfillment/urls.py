@@ -17,6 +17,8 @@ urlpatterns = [
     path("orders/<int:pk>/lines/<int:line_pk>/answer", views.line_answer, name="line-answer"),
     path("clinic/billing/payments", views.payments, name="payments"),
     path("api/partners/<slug:slug>/events", apis.PartnerEventsApi.as_view(), name="partner-events"),
+    path("api/partners/prescriptions/<str:token>", views.partner_prescription_document,
+         name="partner-prescription-document"),
     path("sandbox/partners/<slug:slug>/orders", apis.SandboxPartnerOrdersApi.as_view(), name="sandbox-orders"),
     path("sandbox/partners/<slug:slug>/orders/<str:reference>", apis.SandboxPartnerOrderStatusApi.as_view(),
          name="sandbox-order-status"),

@@ -17,6 +17,8 @@ from clinics.models import Membership
 from clinics.tenancy import clinic_required
 from fizy.lib.payments import PaymentError
 from fizy.lib.spreadsheet import csv_download
+from prescriptions.documents import document_link_verify
+from prescriptions.views import document_response
 
 from . import selectors
 from .attention import AttentionError
@@ -262,3 +264,19 @@ def line_cancel(request, pk: int, line_pk: int):
             messages.success(request, f"{found.partner_order.partner.name} was asked to cancel {found.product_name}; "
                                       "the line changes when the pharmacy confirms.")
     return redirect("fulfillment:order", pk=pk)
+
+
+@require_GET
+def partner_prescription_document(request, token):
+    """The signed prescription document of one order line, for the partner pharmacy the line was
+    routed to: the link in the order payload is signed for that partner and line and works for
+    ``PRESCRIPTION_DOCUMENT_LINK_MAX_AGE`` seconds; an expired, altered or re-routed link is 404."""
+    grant = document_link_verify(token)
+    if grant is None:
+        raise Http404
+    line = (OrderLine.objects.select_related("prescription", "partner_order")
+            .filter(pk=grant.order_line_id, prescription_id=grant.prescription_id,
+                    partner_order__partner_id=grant.partner_id).first())
+    if line is None:
+        raise Http404
+    return document_response(line.prescription)

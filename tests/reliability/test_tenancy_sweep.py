@@ -10,6 +10,7 @@ whoever adds it decides how it is protected."""
 import re
 
 import pytest
+from django.core.files.base import ContentFile
 from django.contrib.contenttypes.models import ContentType
 from django.urls import URLResolver, get_resolver
 
@@ -22,6 +23,7 @@ from clinics.tests.factories import PatientFactory, PrescriberFactory, Prescribe
 from fulfillment.models import AttentionItem, LineEvent, Order, OrderLine, PartnerOrder, PaymentEvent, WebhookEvent
 from fulfillment.status import line_apply_status
 from fulfillment.tests.factories import order_with_lines
+from prescriptions.tests.factories import PrescriptionFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -33,6 +35,7 @@ ID_BEARING = {
     "carts:line-acknowledge": {"pk": "cart_line"},
     "carts:line-fix": {"pk": "cart_line"},
     "carts:line-prescription": {"pk": "cart_line"},
+    "prescriptions:document": {"pk": "prescription"},
     "carts:patient-fix": {"pk": "patient"},
     "carts:reorder": {"line_pk": "order_line"},
     "fulfillment:attention-dismiss": {"pk": "attention_item"},
@@ -79,6 +82,7 @@ SIGNED_APIS = {
     "notices:twilio-status": {},
     "notices:twilio-inbound": {},
     "notices:track": {"token": "token"},  # a patient's signed link; a wrong one shows nothing (404)
+    "fulfillment:partner-prescription-document": {"token": "token"},  # signed for one partner and line; else 404
     # The clinic API (an API key; bob's clinic's key is swept in test_clinic_b_key_cannot_reach_clinic_a).
     "clinic_api:patients": {},
     "clinic_api:patient": {"pk": "patient"},
@@ -137,6 +141,9 @@ def world(clinic_a, alice, bob, clinic_b):
     prescriber = PrescriberFactory(organization=org)
     PrescriberLicenseFactory(prescriber=prescriber)
     patient = PatientFactory(organization=org, first_name="Zephyrine", last_name="Quackenbush", chart_id="A-CHART-777")
+    PrescriptionFactory(clinic=clinic_a, patient=patient, product=product, prescriber=prescriber, quantity=3,
+                        sig="A's secret directions", document=ContentFile(b"%PDF-1.4 A's signed Rx", name="a.pdf"),
+                        source="document", document_content_type="application/pdf")
     cart_line = cart_add_lines(clinic=clinic_a, actor=alice, items=[LineInput(
         patient=patient, product=product, prescriber=prescriber, quantity=3, sig="A's secret directions")]).created[0]
     order = order_with_lines(clinic=clinic_a, partners=[partner], lines_per_partner=1, placed_by=alice)
@@ -167,6 +174,7 @@ def world(clinic_a, alice, bob, clinic_b):
         "partner_slug": partner.slug, "partner_reference": order_line.partner_order.partner_reference or "REF",
         "clinic": clinic_a.pk, "alice": alice.pk, "product": product.pk, "prescriber": prescriber.pk,
         "milestone": "shipped", "channel": "sms", "token": "x.y", "attention_item": item.pk,
+        "prescription": cart_line.prescription_id or 0,
     }
     # For admin URLs: one of clinic A's objects of each registered model, where it has one.
     a_objects = {
