@@ -1,8 +1,8 @@
 """Outbound webhooks to the clinics' systems.
 
-Fulfillment never calls this app: it records every status change as a ``LineEvent``. Every minute
-(a django-q2 schedule, as the notices do) :func:`webhooks_scan` reads the applied events it has
-not used yet and makes one :class:`WebhookDelivery` per event and subscribed URL (at most one per
+Fulfillment never calls this app: it records every status change as a ``LineEvent`` (and an
+order's use of a prescription's fill as a ``Fill``). Every minute (a django-q2 schedule, as the
+notices do) :func:`webhooks_scan` reads the applied events and used fills it has not used yet and makes one :class:`WebhookDelivery` per event and subscribed URL (at most one per
 cause: a database constraint); each delivery is one django-q2 task that POSTs it, signed with the
 Standard Webhooks scheme (``standardwebhooks``: ``webhook-id``, ``webhook-timestamp``,
 ``webhook-signature``), and retries with backoff up to ``CLINIC_WEBHOOK_MAX_ATTEMPTS``.
@@ -33,6 +33,7 @@ from clinics.audit import Action, audit_record
 from clinics.models import Clinic
 from fulfillment.models import LineEvent, OrderLine
 from fulfillment.status import NEEDS_ATTENTION, TERMINAL
+from prescriptions.models import Fill
 
 from .models import WebhookCursor, WebhookDelivery, WebhookEvent, WebhookSubscription
 
@@ -150,8 +151,21 @@ def webhook_deliveries_create(causes: list[tuple[int, str, str, dict]]) -> list[
     return ids
 
 
+def _exhausted(fills: list[dict]) -> list[tuple[int, str, str, dict]]:
+    """A prescription whose last fill an order just used: one event per prescription and fill."""
+    latest: dict[int, dict] = {}
+    for f in fills:
+        latest[f["prescription_id"]] = f  # ordered by use: the last one wins
+    return [(f["prescription__clinic_id"], WebhookEvent.PRESCRIPTION_REFILLS_EXHAUSTED, f"rx_exhausted:{rx}:{f['id']}",
+             _payload(WebhookEvent.PRESCRIPTION_REFILLS_EXHAUSTED, f["used_at"],
+                      {"prescription": rx, "patient": f["prescription__patient_id"],
+                       "product": f["prescription__product_id"], "order_line": f["order_line_id"]}))
+            for rx, f in latest.items()]
+
+
 def webhooks_scan(*, limit: int = SCAN_LIMIT) -> int:
-    """Turn the line events since the last scan into deliveries. Returns how many were made."""
+    """Turn the line events (and the fills used) since the last scan into deliveries. Returns how
+    many were made."""
     WebhookCursor.objects.get_or_create(pk=1)
     if not WebhookSubscription.objects.filter(active=True).exists():
         WebhookCursor.objects.filter(pk=1).update(scanned_until=timezone.now() - OVERLAP)
@@ -168,10 +182,16 @@ def webhooks_scan(*, limit: int = SCAN_LIMIT) -> int:
             .values("id", "at", "from_status", "to_status", "line_id", "line__order_id", "line__patient_id",
                     "line__product_id", "line__status", "line__reason_code", "line__order__clinic_id")[:limit]
         )
-        if not events:
+        fills = list(
+            Fill.objects.filter(status=Fill.Status.USED, used_at__gte=since, prescription__fills_remaining=0)
+            .order_by("used_at", "id")
+            .values("id", "used_at", "order_line_id", "prescription_id", "prescription__clinic_id",
+                    "prescription__patient_id", "prescription__product_id")[:limit]
+        )
+        if not events and not fills:
             return 0
-        made = webhook_deliveries_create(_causes(events))
-        newest = max(e["at"] for e in events)
+        made = webhook_deliveries_create(_causes(events) + _exhausted(fills))
+        newest = max([e["at"] for e in events] + [f["used_at"] for f in fills])
         if cursor.scanned_until is None or newest > cursor.scanned_until:
             cursor.scanned_until = newest
             cursor.save(update_fields=["scanned_until", "updated_at"])

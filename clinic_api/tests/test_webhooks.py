@@ -150,3 +150,20 @@ def test_the_settings_page_subscribes_and_shows_the_secret_once(client, clinic_a
     secret = response.content.decode().split('id="new-webhook-secret">')[1].split("<")[0]
     assert secret.startswith("whsec_")
     assert secret not in client.get(reverse("clinic_api:settings")).content.decode()
+
+
+def test_a_prescription_whose_last_fill_is_used_is_reported_once(api, receiver, clinic_a, order, scan):
+    from prescriptions.models import Fill
+    from prescriptions.tests.factories import PrescriptionFactory
+
+    subscribe(api, receiver.url, events=["prescription.refills_exhausted"])
+    line = order.lines.first()
+    rx = PrescriptionFactory(clinic=clinic_a, patient=line.patient, refills_authorized=0, fills_remaining=0)
+    Fill.objects.create(prescription=rx, status=Fill.Status.USED, used_at=timezone.now(), order_line_id=line.pk)
+    other = PrescriptionFactory(clinic=clinic_a, patient=line.patient, refills_authorized=2, fills_remaining=2)
+    Fill.objects.create(prescription=other, status=Fill.Status.USED, used_at=timezone.now())
+    scan()
+    scan()
+    assert [e["data"] for e in receiver.events()] == [
+        {"prescription": rx.pk, "patient": line.patient_id, "product": rx.product_id, "order_line": line.pk}]
+    assert receiver.events()[0]["type"] == "prescription.refills_exhausted"
