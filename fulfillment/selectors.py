@@ -1,9 +1,6 @@
 """Reads of submitted orders that pages and other apps need (the public read API of fulfillment)."""
 
-from datetime import timedelta
-
 from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
-from django.utils import timezone
 
 from fizy.lib.money import ZERO
 
@@ -61,7 +58,6 @@ TRACKING_URLS = {
     "usps": "https://tools.usps.com/go/TrackConfirmAction?tLabels={}",
     "dhl": "https://www.dhl.com/us-en/home/tracking.html?tracking-id={}",
 }
-ATTENTION_DAYS = 30
 
 
 def tracking_url(carrier: str, number: str) -> str:
@@ -179,18 +175,6 @@ def line_events(*, line: OrderLine) -> list[LineEvent]:
     for event in events:
         event.from_label, event.to_label = status_label(event.from_status), status_label(event.to_status)
     return events
-
-
-def attention_lines(*, clinic, days: int = ATTENTION_DAYS) -> list[OrderLine]:
-    """Rejected, on-hold and failed lines of the clinic's orders of the last ``days`` days, most
-    recently changed first. One query."""
-    since = timezone.now() - timedelta(days=days)
-    lines = (
-        OrderLine.objects.filter(order__clinic=clinic, status__in=NEEDS_ATTENTION, order__placed_at__gte=since)
-        .select_related("order", "patient", "product", "partner_order__partner")
-        .order_by("-status_changed_at", "-id")
-    )
-    return _decorate(lines)
 
 
 def order_line_for_clinic(*, clinic, line_pk: int) -> OrderLine | None:
