@@ -161,8 +161,6 @@ def world(clinic_a, alice, bob, clinic_b):
         patient=PatientFactory(organization=clinic_b.organization), product=product, prescriber=None, quantity=1)])
     api_key = ApiKey.objects.create(clinic=clinic_a, name="A's EHR", prefix="aaaaaaaa", hashed="a" * 64,
                                     scopes=["cart:write"])
-    from prescriptions.tests.factories import PrescriptionFactory
-
     rx = PrescriptionFactory(clinic=clinic_a, patient=patient, prescriber=prescriber, product=product)
     webhook = WebhookSubscription.objects.create(clinic=clinic_a, url="https://a.example/hook", events=["order.settled"],
                                                  secret="whsec_" + "A" * 43 + "=")
@@ -174,7 +172,6 @@ def world(clinic_a, alice, bob, clinic_b):
         "partner_slug": partner.slug, "partner_reference": order_line.partner_order.partner_reference or "REF",
         "clinic": clinic_a.pk, "alice": alice.pk, "product": product.pk, "prescriber": prescriber.pk,
         "milestone": "shipped", "channel": "sms", "token": "x.y", "attention_item": item.pk,
-        "prescription": cart_line.prescription_id or 0,
     }
     # For admin URLs: one of clinic A's objects of each registered model, where it has one.
     a_objects = {
