@@ -3,6 +3,7 @@ from django.utils import timezone
 
 from clinics.models import Clinic, Patient
 from clinics.patients import PATIENT_FIX_FIELDS
+from fizy.lib.http import has_nul
 
 from .models import CartLine
 from .selectors import prescribers_for
@@ -101,9 +102,13 @@ class CsvUploadForm(forms.Form):
             raise forms.ValidationError("The file is larger than 1 MB; split it into smaller lists.")
         raw = upload.read()
         try:
-            return raw.decode("utf-8-sig")
+            text = raw.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise forms.ValidationError("The file is not UTF-8 text. Save it from your spreadsheet as 'CSV UTF-8'.")
+        if has_nul(text):
+            raise forms.ValidationError("The file contains NUL characters (\\0), so it is not a plain CSV file. "
+                                        "Save it from your spreadsheet as 'CSV UTF-8' and upload it again.")
+        return text
 
 
 class PatientFixForm(forms.ModelForm):

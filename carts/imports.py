@@ -7,16 +7,24 @@ the same problems the cart would, a row is refused for what "Add to cart" refuse
 import csv
 import io
 from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
 
 from django.db.models import Q
 from django.db.models.functions import Lower
+from django.utils import timezone
 
 from catalog.models import Product
 from clinics.models import Clinic, Patient, Prescriber
+from fizy.lib.http import parse_int
+from fizy.lib.identifiers import CHART_ID_RE, CHART_ID_RULE
+from fizy.lib.spreadsheet import csv_text
 
 from prescriptions.selectors import pick_prescription, prescriptions_for_pairs
 
-from .models import Cart, CartLine
+from .models import Cart, CartLine, PendingImport
 from .services import LineInput
 from .validation import Problem, blocks_adding, validate_drafts
 
@@ -92,9 +100,8 @@ def _positive_int(text: str, what: str, row: ImportRow, *, maximum: int | None =
     if not text:
         row.errors.append(f"{what} is empty.")
         return None
-    try:
-        value = int(text)
-    except ValueError:
+    value = parse_int(text)
+    if value is None:
         row.errors.append(f"{what} '{text}' is not a whole number.")
         return None
     if value < 1:
@@ -106,19 +113,35 @@ def _positive_int(text: str, what: str, row: ImportRow, *, maximum: int | None =
     return value
 
 
-def parse_refill_csv(*, clinic: Clinic, text: str) -> list[ImportRow]:
-    reader = csv.DictReader(io.StringIO(text))
-    mapping = _header_map(reader.fieldnames)
-    rows = []
-    for i, record in enumerate(reader, start=2):
-        if i - 1 > MAX_ROWS:
-            raise ImportFileError(f"The file has more than {MAX_ROWS} rows; split it into smaller lists.")
-        raw = {column: (record.get(source) or "").strip() for column, source in mapping.items()}
-        if not any(raw.values()):
-            continue  # a blank line
-        rows.append(ImportRow(number=i, raw=raw))
-    if not rows:
+def read_refill_csv(text: str) -> list[dict]:
+    """The file's refill rows as plain values (what a pending import keeps until it is
+    confirmed): ``{"number": <line in the file>, "chart_id": ..., "product": ..., ...}``."""
+    try:
+        reader = csv.DictReader(io.StringIO(text))
+        mapping = _header_map(reader.fieldnames)
+        records = []
+        for i, record in enumerate(reader, start=2):
+            if i - 1 > MAX_ROWS:
+                raise ImportFileError(f"The file has more than {MAX_ROWS} rows; split it into smaller lists.")
+            raw = {column: (record.get(source) or "").strip() for column, source in mapping.items()}
+            if any(raw.values()):  # not a blank line
+                records.append({"number": i, **raw})
+    except csv.Error as exc:
+        raise ImportFileError(f"The file cannot be read as CSV ({exc}). Save it from your spreadsheet as 'CSV UTF-8'.")
+    if not records:
         raise ImportFileError("The file has a header row but no refill rows.")
+    return records
+
+
+def parse_refill_csv(*, clinic: Clinic, text: str) -> list[ImportRow]:
+    return check_refill_rows(clinic=clinic, records=read_refill_csv(text))
+
+
+def check_refill_rows(*, clinic: Clinic, records: list[dict]) -> list[ImportRow]:
+    """Each row of :func:`read_refill_csv` resolved (patient, product, prescriber) and checked,
+    with what is wrong in words. A fixed number of queries, whatever the number of rows."""
+    rows = [ImportRow(number=record["number"], raw={c: str(record.get(c) or "") for c in COLUMNS})
+            for record in records]
 
     org_id = clinic.organization_id
     # Chart ids are matched case-insensitively, as coordinators type them by hand.
@@ -143,6 +166,8 @@ def parse_refill_csv(*, clinic: Clinic, text: str) -> list[ImportRow]:
         row.patient = patients.get(raw["chart_id"].lower())
         if not raw["chart_id"]:
             row.errors.append("Chart ID is empty.")
+        elif not CHART_ID_RE.match(raw["chart_id"]):
+            row.errors.append(f"Chart ID '{raw['chart_id']}': {CHART_ID_RULE}")
         elif row.patient is None:
             row.errors.append(f"No patient with chart ID {raw['chart_id']} in your organization; "
                               f"add the patient first or correct the chart ID.")
@@ -263,10 +288,35 @@ def sample_csv(*, clinic: Clinic) -> str:
             chosen.append(item)
             used_patients.add(item.patient.pk)
             used_products.add(item.product.pk)
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(SAMPLE_HEADER)
-    for item in chosen:
-        writer.writerow([item.patient.chart_id, item.product.sku, item.quantity, item.sig,
-                         item.prescriber.npi if item.prescriber else "", item.days_supply])
-    return out.getvalue()
+    # Written through the spreadsheet-safe writer: a value that would start a formula stays text.
+    return csv_text(SAMPLE_HEADER, ([item.patient.chart_id, item.product.sku, item.quantity, item.sig,
+                                     item.prescriber.npi if item.prescriber else "", item.days_supply]
+                                    for item in chosen))
+
+
+# --- the uploaded file between preview and confirmation ---------------------------------------
+
+def pending_import_save(*, clinic: Clinic, owner, records: list[dict]) -> PendingImport:
+    """Keep an uploaded file's rows until its coordinator confirms or cancels (one pending file
+    per coordinator and clinic: a new upload replaces the previous one)."""
+    with transaction.atomic():
+        PendingImport.objects.filter(owner=owner, clinic=clinic).delete()
+        return PendingImport.objects.create(
+            owner=owner, clinic=clinic, rows=records,
+            expires_at=timezone.now() + timedelta(seconds=settings.CSV_IMPORT_PENDING_SECONDS),
+        )
+
+
+def pending_import_for(*, clinic: Clinic, owner) -> PendingImport | None:
+    """The coordinator's pending file in this clinic, unless it expired."""
+    return PendingImport.objects.filter(owner=owner, clinic=clinic, expires_at__gt=timezone.now()).first()
+
+
+def pending_import_discard(*, clinic: Clinic, owner) -> int:
+    """Forget the coordinator's pending file (confirmed or cancelled); how many rows were deleted."""
+    return PendingImport.objects.filter(owner=owner, clinic=clinic).delete()[0]
+
+
+def purge_expired_imports(*, now=None) -> int:
+    """Delete every pending file past its expiry (a schedule runs this); how many."""
+    return PendingImport.objects.filter(expires_at__lte=now or timezone.now()).delete()[0]

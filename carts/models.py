@@ -77,3 +77,22 @@ class CartLine(models.Model):
 
     def __str__(self):
         return f"{self.patient} — {self.product} × {self.quantity}"
+
+
+class PendingImport(models.Model):
+    """An uploaded refill list waiting for its coordinator to confirm it (the preview's rows, as
+    plain values): kept here rather than in the session, deleted on confirm or cancel, and
+    purged by a schedule once expired (``CSV_IMPORT_PENDING_SECONDS``, an hour by default)."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+    rows = models.JSONField(help_text="The file's rows: line number and the columns' text.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["owner", "clinic"], name="pending_import_owner_clinic")]
+
+    def __str__(self):
+        return f"Pending import #{self.pk} ({len(self.rows)} rows)"

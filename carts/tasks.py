@@ -6,3 +6,10 @@ def reopen_stale_checkouts():
     from .checkout import reopen_stale_checkouts as reopen
 
     return reopen()
+
+
+def purge_expired_imports():
+    """Every 15 minutes: uploaded refill lists nobody confirmed within their hour are deleted."""
+    from .imports import purge_expired_imports as purge
+
+    return purge()

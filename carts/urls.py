@@ -26,5 +26,6 @@ urlpatterns = [
     path("cart/reorder/<int:line_pk>", views.reorder, name="reorder"),
     path("cart/import", views.import_csv, name="import"),
     path("cart/import/confirm", views.import_confirm, name="import-confirm"),
+    path("cart/import/cancel", views.import_cancel, name="import-cancel"),
     path("cart/import/sample.csv", views.import_sample, name="import-sample"),
 ]

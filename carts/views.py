@@ -1,5 +1,7 @@
 """Coordinator cart pages. Thin: parse, call a service or selector, render a page or partial."""
 
+from functools import wraps
+
 from django.contrib import messages
 from django.core import signing
 from django.template.defaultfilters import pluralize
@@ -13,14 +15,24 @@ from clinics.models import Patient
 from django_htmx.http import reswap, retarget
 
 from clinics.patients import PATIENT_FIX_FIELDS, PatientError, patient_create, patient_search, patient_update
+from clinics.access import record_patient_access
 from clinics.tenancy import clinic_required
+from fizy.lib.http import parse_id, parse_int
 
 from fulfillment.selectors import order_line_for_clinic
 
 from . import selectors
 from .forms import CartLineForm, CsvUploadForm, PatientFixForm, PatientQuickForm
-from .imports import ImportFileError, parse_refill_csv, sample_csv
-from .models import CartLine
+from .imports import (
+    ImportFileError,
+    check_refill_rows,
+    pending_import_discard,
+    pending_import_for,
+    pending_import_save,
+    read_refill_csv,
+    sample_csv,
+)
+from .models import ACTIVE_CART_STATUSES, CartLine
 from .checkout import CheckoutError, Quote, TotalChanged, cart_checkout
 from .reorder import cart_reorder_line
 from .services import (
@@ -42,18 +54,33 @@ from prescriptions.selectors import prescription_get
 from prescriptions.services import PrescriptionError, prescription_record
 
 TEMPLATE = "carts/cart.html"
-IMPORT_SESSION_KEY = "cart_import_csv"
 
 
 def _cart_context(request, **extra) -> dict:
     cart = cart_get_active(clinic=request.clinic)
-    return {"nav": "cart", "review": selectors.cart_review(cart=cart), **extra}
+    review = selectors.cart_review(cart=cart)
+    record_patient_access(request, (line.patient_id for line in review.lines))
+    return {"nav": "cart", "review": review, **extra}
 
 
 def _owned_patient(request, patient_id) -> Patient | None:
     if not patient_id:
         return None
-    return get_object_or_404(Patient, pk=patient_id, organization_id=request.clinic.organization_id)
+    return get_object_or_404(Patient, pk=_id_or_404(patient_id, "patient"), organization_id=request.clinic.organization_id)
+
+
+def _active_product(product_id) -> Product | None:
+    if not product_id:
+        return None
+    return get_object_or_404(Product, pk=_id_or_404(product_id, "product"), active=True)
+
+
+def _id_or_404(value, what: str) -> int:
+    """An id from the query or the form; one that cannot be an id is a 404 like an unknown one."""
+    pk = parse_id(value)
+    if pk is None:
+        raise Http404(f"No such {what}.")
+    return pk
 
 
 def _add_panel_context(request, *, patient=None, product=None, form=None, data=None, focus="") -> dict:
@@ -61,6 +88,7 @@ def _add_panel_context(request, *, patient=None, product=None, form=None, data=N
     swapped in with that field focused)."""
     initial = {}
     if patient is not None:
+        record_patient_access(request, [patient])
         prescriber = selectors.last_prescriber_for(patient=patient)
         initial["prescriber"] = prescriber.pk if prescriber else None
     if form is None:
@@ -88,7 +116,8 @@ def picker_results(request, kind: str):
     """Search-as-you-type results of the add-line panel's patient or product picker."""
     query = request.GET.get("q", "")
     if kind == "patient":
-        results = patient_search(clinic=request.clinic, query=query)
+        results = list(patient_search(clinic=request.clinic, query=query))
+        record_patient_access(request, results)
     else:
         results = selectors.product_search(query=query)
     return render(request, "carts/_picker.html#results", {"kind": kind, "results": results, "q": query})
@@ -102,7 +131,7 @@ def add_panel(request):
     patient_id = request.GET.get("choose_patient") or request.GET.get("patient")
     product_id = request.GET.get("choose_product") or request.GET.get("product")
     patient = None if "patient" in clear else _owned_patient(request, patient_id)
-    product = None if "product" in clear or not product_id else get_object_or_404(Product, pk=product_id, active=True)
+    product = None if "product" in clear else _active_product(product_id)
     return render(request, f"{TEMPLATE}#add-line",
                   _add_panel_context(request, patient=patient, product=product, focus="next"))
 
@@ -135,8 +164,7 @@ def line_add(request):
     it cannot be added without (``BLOCKS_ADDING``, the same rule as the CSV import) is shown on
     the form; anything else is added and shown, with its fixes, on the cart."""
     patient = _owned_patient(request, request.POST.get("patient"))
-    product_id = request.POST.get("product")
-    product = get_object_or_404(Product, pk=product_id, active=True) if product_id else None
+    product = _active_product(request.POST.get("product"))
     form = CartLineForm(request.POST, clinic=request.clinic, state=patient.state if patient else "")
     problems = []
     if patient is None:
@@ -166,11 +194,26 @@ def line_add(request):
     })
 
 
-def _owned_line(request, pk) -> CartLine:
-    return get_object_or_404(
-        CartLine.objects.select_related("cart__clinic", "patient", "product", "prescriber"),
-        pk=pk, cart__clinic=request.clinic,
-    )
+LINE_GONE = "That line is no longer in the open cart: it was removed, or the cart was ordered (see Orders)."
+
+
+def cart_line_view(view):
+    """A view acting on one line of the clinic's cart (``pk``): another clinic's line is a 404;
+    a line of this clinic that is no longer in its active cart (a submitted cart's) gets the
+    cart's lines back with a message saying so, and the action is not taken."""
+
+    @wraps(view)
+    def wrapper(request, pk):
+        line = get_object_or_404(
+            CartLine.objects.select_related("cart__clinic", "patient", "product", "prescriber"),
+            pk=pk, cart__clinic=request.clinic,
+        )
+        if line.cart.status not in ACTIVE_CART_STATUSES:
+            response = render(request, f"{TEMPLATE}#lines-refresh", _cart_context(request, flash_error=[LINE_GONE]))
+            return reswap(retarget(response, "#cart-lines"), "outerHTML")
+        return view(request, line)
+
+    return wrapper
 
 
 def _patient_changed(request, patient_id: int, *, flash=(), flash_error=()):
@@ -191,10 +234,11 @@ def _line_form(request, line, data=None) -> CartLineForm:
 
 @clinic_required
 @require_GET
-def line_row(request, pk):
-    line = _owned_line(request, pk)
+@cart_line_view
+def line_row(request, line):
     review = selectors.cart_review(cart=line.cart)
     reviewed = next(l for l in review.lines if l.pk == line.pk)
+    record_patient_access(request, [line.patient_id])
     if request.GET.get("edit"):
         # The line's problems stay beside their fields while it is edited.
         return render(request, f"{TEMPLATE}#line-edit", {"line": reviewed, "form": _line_form(request, line)})
@@ -219,16 +263,17 @@ def _save_line(request, line, data):
 
 @clinic_required
 @require_POST
-def line_save(request, pk):
-    return _save_line(request, _owned_line(request, pk), request.POST)
+@cart_line_view
+def line_save(request, line):
+    return _save_line(request, line, request.POST)
 
 
 @clinic_required
 @require_POST
-def line_fix(request, pk):
+@cart_line_view
+def line_fix(request, line):
     """Apply one of a problem's fixes that sets a line field (``field``, ``value``), through the
     same form and service as an edit."""
-    line = _owned_line(request, pk)
     field, value = request.POST.get("field", ""), request.POST.get("value", "")
     if field not in EDITABLE_FIELDS:
         return _patient_changed(request, line.patient_id, flash_error=["That fix cannot be applied to a line."])
@@ -285,8 +330,8 @@ def _int(value) -> int:
 
 @clinic_required
 @require_POST
-def line_remove(request, pk):
-    line = _owned_line(request, pk)
+@cart_line_view
+def line_remove(request, line):
     try:
         cart_remove_line(line=line, actor=request.user)
     except CartError as exc:
@@ -297,9 +342,9 @@ def line_remove(request, pk):
 
 @clinic_required
 @require_POST
-def line_acknowledge(request, pk):
+@cart_line_view
+def line_acknowledge(request, line):
     """The coordinator has seen a warning (e.g. duplicate therapy) and orders anyway."""
-    line = _owned_line(request, pk)
     try:
         cart_acknowledge_warning(line=line, code=request.POST.get("code", ""), actor=request.user)
     except CartError as exc:
@@ -343,6 +388,7 @@ def patient_fix(request, pk):
     """Fix a patient's date of birth and shipping address in place, from their group in the cart:
     the whole set (Edit patient), or the one field a problem asks for (``fields``)."""
     patient = _cart_patient(request, pk)
+    record_patient_access(request, [patient])
     if request.method == "GET":
         if request.GET.get("cancel"):
             return _patient_changed(request, patient.pk)
@@ -384,7 +430,7 @@ def checkout(request):
             if quote is None:
                 raise CheckoutError("Check the total on this page, then place the order.")
             order = cart_checkout(clinic=request.clinic, actor=request.user, quote=quote,
-                                  expected_version=int(version) if version.isascii() and version.isdigit() else None)
+                                  expected_version=parse_int(version, minimum=0))
         except TotalChanged as exc:
             error, changes = str(exc), exc.changes
         except CheckoutError as exc:
@@ -396,6 +442,7 @@ def checkout(request):
             return redirect("fulfillment:order", pk=order.pk)
         cart = cart_get_active(clinic=request.clinic)
     review = selectors.cart_review(cart=cart)
+    record_patient_access(request, (line.patient_id for line in review.lines))
     return render(request, "carts/checkout.html", {
         "nav": "cart", "review": review, "by_partner": selectors.lines_by_partner(review.lines),
         "by_patient": selectors.lines_by_patient(review),
@@ -416,6 +463,7 @@ def refills(request):
         return _refills_add(request, cart)
     days = _refill_window(request.GET.get("days"))
     due = selectors.refills_due(clinic=request.clinic, within_days=days, cart=cart)
+    record_patient_access(request, (d.patient for d in due))
     return render(request, "carts/refills.html", {"nav": "refills", "due": due, "days": days,
                                                  "windows": REFILL_WINDOWS,
                                                  "needed": selectors.prescriptions_needed(clinic=request.clinic)})
@@ -439,8 +487,7 @@ def prescriptions_needed_csv(request):
 
 def _refill_window(value, default: int = 7) -> int:
     """The "running out within N days" choice, from the query or the form: 0–90 days."""
-    days = int(value) if (value or "").isdigit() else default
-    return min(days, 90)
+    return min(parse_int(value, default=default, minimum=0), 90)
 
 
 def _refills_add(request, cart):
@@ -479,14 +526,15 @@ def import_csv(request):
         form = CsvUploadForm(request.POST, request.FILES)
         context["form"] = form
         if form.is_valid():
-            text = form.cleaned_data["file"]
             try:
-                rows = parse_refill_csv(clinic=request.clinic, text=text)
+                records = read_refill_csv(form.cleaned_data["file"])
             except ImportFileError as exc:
                 form.add_error("file", str(exc))
             else:
-                request.session[IMPORT_SESSION_KEY] = text
+                rows = check_refill_rows(clinic=request.clinic, records=records)
+                pending_import_save(clinic=request.clinic, owner=request.user, records=records)
                 context["rows"] = rows
+                record_patient_access(request, (r.patient for r in rows))
                 context["good"] = sum(1 for r in rows if r.ok)
                 context["flagged"] = sum(1 for r in rows if r.flagged)
     return render(request, "carts/import.html", context)
@@ -495,15 +543,12 @@ def import_csv(request):
 @clinic_required
 @require_POST
 def import_confirm(request):
-    text = request.session.get(IMPORT_SESSION_KEY)
-    if not text:
-        messages.error(request, "There is no uploaded file to add; upload the CSV again.")
+    pending = pending_import_for(clinic=request.clinic, owner=request.user)
+    if pending is None:
+        messages.error(request, "There is no uploaded file to add (an upload waits an hour at most); "
+                                "upload the CSV again.")
         return redirect("carts:import")
-    try:
-        rows = parse_refill_csv(clinic=request.clinic, text=text)  # re-checked: the data may have changed
-    except ImportFileError as exc:
-        messages.error(request, str(exc))
-        return redirect("carts:import")
+    rows = check_refill_rows(clinic=request.clinic, records=pending.rows)  # re-checked: the data may have changed
     good = [r for r in rows if r.ok]
     bad = [r for r in rows if not r.ok]
     if good:
@@ -515,12 +560,22 @@ def import_confirm(request):
             return redirect("carts:import")
         for text_ in result.messages():
             messages.success(request, text_)
-    del request.session[IMPORT_SESSION_KEY]
+    pending_import_discard(clinic=request.clinic, owner=request.user)
     if bad:
+        record_patient_access(request, (r.patient for r in bad))
         return render(request, "carts/import.html", {
             "nav": "import", "form": CsvUploadForm(), "rows": bad, "after_confirm": True, "added": len(good),
         })
     return redirect("carts:cart")
+
+
+@clinic_required
+@require_POST
+def import_cancel(request):
+    """The coordinator does not add the uploaded file: it is forgotten."""
+    if pending_import_discard(clinic=request.clinic, owner=request.user):
+        messages.success(request, "The uploaded file was discarded; nothing was added to the cart.")
+    return redirect("carts:import")
 
 
 @clinic_required

@@ -1,14 +1,31 @@
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
+from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin
+from django.http import Http404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from fizy.lib.admin import ReadOnlyAdmin
 from fizy.lib.dates import parse_us_or_iso_date
 
+from .access import PatientAccessAdminMixin, patient_history, record_patient_access
 from .approvals import PERMISSION, ApprovalError, approval_approve, approval_decline
 from .audit import Action, audit_record
-from .models import Approval, AuditEntry, Clinic, DEARegistration, Membership, Organization, Patient, Prescriber, PrescriberLicense
+from .models import (
+    Approval,
+    AuditEntry,
+    Clinic,
+    DEARegistration,
+    Membership,
+    Organization,
+    Patient,
+    PatientAccess,
+    Prescriber,
+    PrescriberLicense,
+)
 
 
 class ClinicInline(admin.TabularInline):
@@ -98,7 +115,7 @@ class PrescriberAdmin(admin.ModelAdmin):
 
 
 @admin.register(Patient)
-class PatientAdmin(admin.ModelAdmin):
+class PatientAdmin(PatientAccessAdminMixin, admin.ModelAdmin):
     list_display = ["last_name", "first_name", "chart_id", "date_of_birth", "organization", "city", "state"]
     list_display_links = ["last_name", "first_name"]
     list_filter = ["state", "organization"]
@@ -107,7 +124,9 @@ class PatientAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["organization", "chart_id", "first_name", "last_name", "date_of_birth", "phone", "email"]}),
         ("Shipping address", {"fields": ["address_line1", "address_line2", "city", "state", "zip_code"]}),
+        ("Access", {"fields": ["who_saw_link"]}),
     ]
+    readonly_fields = ["who_saw_link"]
 
     def get_search_results(self, request, queryset, search_term):
         # Let staff search by a date of birth typed as MM/DD/YYYY as well as YYYY-MM-DD.
@@ -116,9 +135,32 @@ class PatientAdmin(admin.ModelAdmin):
             return queryset.filter(date_of_birth=dob), False
         return super().get_search_results(request, queryset, search_term)
 
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.who_saw_view)
+        return [path("<path:object_id>/who-saw/", view, name="clinics_patient_who_saw"), *super().get_urls()]
+
+    @admin.display(description="who saw or changed this record")
+    def who_saw_link(self, patient):
+        if not patient.pk:
+            return "—"
+        return format_html('<a href="{}">Everyone who saw or changed this record</a>',
+                           reverse("admin:clinics_patient_who_saw", args=[patient.pk]))
+
+    def who_saw_view(self, request, object_id):
+        """For one patient: every page they were shown on (to whom, in which clinic, when) and
+        every change to their record or orders, newest first."""
+        patient = self.get_object(request, unquote(object_id))
+        if patient is None or not self.has_view_permission(request, patient):
+            raise Http404("No such patient.")
+        record_patient_access(request, [patient])
+        context = {**self.admin_site.each_context(request), "opts": self.opts, "patient": patient,
+                   "original": patient, "title": f"Who saw or changed {patient}",
+                   "rows": patient_history(patient=patient)}
+        return TemplateResponse(request, "admin/clinics/patient/who_saw.html", context)
+
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(ReadOnlyAdmin):
+class AuditEntryAdmin(PatientAccessAdminMixin, ReadOnlyAdmin):
     list_display = ["at", "actor", "actor_label", "clinic", "patient", "action", "object_type", "object_id"]
     list_filter = ["action", "clinic"]
     search_fields = ["action", "actor__username", "patient__last_name", "patient__chart_id", "object_id"]
@@ -156,6 +198,17 @@ class ApprovalAdmin(ReadOnlyAdmin):
     @admin.action(description="Decline the selected changes", permissions=["decide"])
     def decline(self, request, queryset):
         self._decide(request, queryset, approval_decline, "declined")
+
+
+@admin.register(PatientAccess)
+class PatientAccessAdmin(PatientAccessAdminMixin, ReadOnlyAdmin):
+    """The PHI access log: who was shown which patient, on which page, in which clinic, when."""
+
+    list_display = ["at", "user", "actor_label", "clinic", "patient", "page", "method"]
+    list_filter = ["page", "clinic"]
+    search_fields = ["user__username", "actor_label", "=patient__chart_id", "patient__last_name", "page"]
+    list_select_related = ["user", "clinic__organization", "patient"]
+    date_hierarchy = "at"
 
 
 User = get_user_model()

@@ -13,7 +13,7 @@ from localflavor.us.models import USStateField, USZipCodeField
 from phonenumber_field.modelfields import PhoneNumberField
 from simple_history.models import HistoricalRecords
 
-from fizy.lib.identifiers import validate_dea, validate_npi
+from fizy.lib.identifiers import CHART_ID_RULE, validate_chart_id, validate_dea, validate_npi
 from fizy.lib.money import MoneyField, money
 
 US_TIMEZONES = [
@@ -264,7 +264,7 @@ class Patient(PostalAddress):
     ContactPreference = ContactPreference
 
     organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="patients")
-    chart_id = models.CharField("chart ID", max_length=40)
+    chart_id = models.CharField("chart ID", max_length=40, validators=[validate_chart_id], help_text=CHART_ID_RULE)
     first_name = models.CharField(max_length=100)
     last_name = models.CharField(max_length=100)
     date_of_birth = models.DateField(null=True, blank=True, validators=[validate_date_of_birth])
@@ -385,3 +385,28 @@ class Approval(models.Model):
 
     def __str__(self):
         return f"{self.get_kind_display()} #{self.pk}: {self.summary}"
+
+
+class PatientAccess(models.Model):
+    """One patient shown to someone on one page: who (a user, or an API key's name), in which
+    clinic, on which page (the URL's name), when. Reads of patient data are logged here (writes
+    are in :class:`AuditEntry`); the rows of one request are written together in one INSERT by
+    ``clinics.access.PatientAccessMiddleware``. Ids only: no name, no prescription text."""
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="+")
+    actor_label = models.CharField(max_length=150, blank=True, help_text="Who, when no user (an API key's name).")
+    clinic = models.ForeignKey(Clinic, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    patient = models.ForeignKey(Patient, null=True, on_delete=models.SET_NULL, related_name="accesses")
+    page = models.CharField(max_length=120, help_text="The name of the URL the patient was shown on.")
+    method = models.CharField(max_length=8, default="GET")
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name = "patient access"
+        verbose_name_plural = "patient accesses"
+        indexes = [models.Index(fields=["patient", "-at"], name="patient_access_patient_at")]
+
+    def __str__(self):
+        return f"{self.at:%Y-%m-%d %H:%M} {self.user or self.actor_label} saw patient {self.patient_id} on {self.page}"

@@ -1,11 +1,11 @@
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import redirect, render
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
+from fizy.lib.http import local_redirect_target, parse_id
 from fizy.lib.payments import PaymentError
 
 from .models import Membership
@@ -27,15 +27,14 @@ def home(request):
 @login_required
 @require_POST
 def switch_clinic(request):
-    clinic_id = request.POST.get("clinic", "")
-    if not clinic_id.isdigit() or not set_active_clinic(request, clinic_id):
+    clinic_id = parse_id(request.POST.get("clinic"))
+    if clinic_id is None or not set_active_clinic(request, clinic_id):
         raise Http404("You are not a member of that clinic.")
     clinic = user_clinics(request.user).get(pk=clinic_id)
     messages.success(request, f"You are now working in {clinic.name}.")
-    target = request.POST.get("next") or "/"
-    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
-        target = "/"
-    return redirect(target)
+    # A path on this site only: never another host, and never a word (``next=TX``) that
+    # ``redirect()`` would try as a URL name.
+    return HttpResponseRedirect(local_redirect_target(request, request.POST.get("next")))
 
 
 # --- billing: the clinic's saved card ------------------------------------------------------------

@@ -9,3 +9,6 @@ class FizyConfig(AppConfig):
 
     def ready(self):
         from . import checks  # noqa: F401  (registers the system checks)
+        from .lib.admin import guard_admin_initial_data
+
+        guard_admin_initial_data()  # a malformed ?fk= on an admin "add" page is dropped, not a 500

@@ -75,10 +75,12 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
+    "fizy.middleware.RefuseNulMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "accounts.middleware.IdleSessionTimeout",
     "accounts.middleware.SecondFactorRequired",
+    "clinics.access.PatientAccessMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -278,6 +280,8 @@ LINE_EXPECTED_TIMES = {
 # (docs/partner-api.md; empty: no longer accepted).
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=64 * 1024)
 WEBHOOK_REFUSED_RETENTION_DAYS = env.int("WEBHOOK_REFUSED_RETENTION_DAYS", default=14)
+# An uploaded refill list waits this long for its coordinator to confirm it, then is purged.
+CSV_IMPORT_PENDING_SECONDS = env.int("CSV_IMPORT_PENDING_SECONDS", default=3600)
 _legacy_until = env.str("WEBHOOK_LEGACY_SIGNATURES_UNTIL", default="2027-03-31").strip()
 try:
     WEBHOOK_LEGACY_SIGNATURES_UNTIL = datetime.date.fromisoformat(_legacy_until) if _legacy_until else None

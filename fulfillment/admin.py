@@ -9,6 +9,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from clinics.access import PatientAccessAdminMixin, lines_patients
 from clinics.approvals import ApprovalError
 from clinics.models import Approval
 from fizy.lib.admin import ActionsOnlyAdmin, ReadOnlyAdmin, ReadOnlyInline
@@ -68,7 +69,7 @@ class LineEventInline(ReadOnlyInline):
 
 
 @admin.register(Order)
-class OrderAdmin(OrderNumberSearchMixin, ReadOnlyAdmin):
+class OrderAdmin(PatientAccessAdminMixin, OrderNumberSearchMixin, ReadOnlyAdmin):
     """An order is what the clinic submitted: staff look it up (by the number the clinic reads
     out, a patient's name or chart id, a partner's reference) and never edit it here."""
 
@@ -86,6 +87,11 @@ class OrderAdmin(OrderNumberSearchMixin, ReadOnlyAdmin):
     exclude = ["ship_to"]
     readonly_fields = ["ship_to_display"]
     inlines = [PartnerOrderInline, OrderLineInline]
+
+    list_shows_patients = False  # the list names no patient; the page's lines do
+
+    def patients_of(self, obj):
+        return lines_patients(obj)
 
     @admin.display(description="ship to")
     def ship_to_display(self, order):
@@ -182,7 +188,7 @@ class ChargeFailedFilter(admin.SimpleListFilter):
 
 
 @admin.register(OrderLine)
-class OrderLineAdmin(OrderNumberSearchMixin, ActionsOnlyAdmin):
+class OrderLineAdmin(PatientAccessAdminMixin, OrderNumberSearchMixin, ActionsOnlyAdmin):
     list_display = ["id", "order_link", "patient", "product_name", "quantity", "partner", "status", "status_changed_at"]
     list_filter = [OverdueFilter, "status", ChargeFailedFilter, "partner_order__partner"]
     list_select_related = ["order", "patient", "partner_order__partner"]

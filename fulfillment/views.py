@@ -13,6 +13,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from clinics.access import record_patient_access
 from clinics.models import Membership
 from clinics.tenancy import clinic_required
 from fizy.lib.payments import PaymentError
@@ -71,6 +72,7 @@ def order(request, pk: int):
     open_items = selectors.open_items_by_line(lines=lines)
     for each in lines:
         each.open_item = open_items.get(each.pk)
+    record_patient_access(request, (line.patient_id for line in lines))
     context = {
         "nav": "orders",
         "order": found,
@@ -100,6 +102,7 @@ def line(request, pk: int, line_pk: int):
     found = selectors.line_for_clinic(clinic=request.clinic, order_pk=pk, line_pk=line_pk)
     if found is None:
         raise Http404("No such line in this clinic.")
+    record_patient_access(request, [found.patient_id])
     context = {"nav": "orders", "line": found, "order": found.order, "events": selectors.line_events(line=found)}
     template = "fulfillment/line.html#line-history" if request.htmx else "fulfillment/line.html"
     return render(request, template, context)
@@ -114,9 +117,16 @@ def attention(request):
         "nav": "attention",
         "items": selectors.attention_items(clinic=request.clinic, resolved=resolved),
         "resolved": resolved,
-        "overdue": [] if resolved else overdue_lines(clinic=request.clinic),
+        "overdue": [] if resolved else _shown(request, overdue_lines(clinic=request.clinic)),
     }
+    record_patient_access(request, (item.line.patient_id for item in context["items"]))
     return render(request, "fulfillment/attention.html", context)
+
+
+def _shown(request, lines: list[OrderLine]) -> list[OrderLine]:
+    """``lines`` (of a page about to be rendered), their patients recorded as shown."""
+    record_patient_access(request, (line.patient_id for line in lines))
+    return lines
 
 
 @clinic_required
@@ -151,7 +161,7 @@ RECEIPT_HEADER = ["Patient", "Chart ID", "Product", "Quantity", "Pharmacy", "Uni
 def receipt(request, pk: int):
     """The order's receipt: a printable page (print stylesheet), or ``?format=csv``."""
     found = _order_or_404(request, pk)
-    lines = selectors.receipt_lines(order=found)
+    lines = _shown(request, selectors.receipt_lines(order=found))
     if request.GET.get("format") == "csv":
         return csv_download(
             filename=f"fizy-receipt-{found.number}.csv", header=RECEIPT_HEADER,
@@ -172,7 +182,7 @@ def payments(request):
     bank declined."""
     context = {
         "nav": "billing", "events": selectors.clinic_payments(clinic=request.clinic),
-        "awaiting": selectors.lines_awaiting_charge(clinic=request.clinic),
+        "awaiting": _shown(request, selectors.lines_awaiting_charge(clinic=request.clinic)),
         "can_manage": request.membership.role == Membership.Role.CLINIC_ADMIN,
     }
     template = "fulfillment/payments.html#payment-history" if request.htmx else "fulfillment/payments.html"

@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 
+from clinics.access import PatientAccessAdminMixin
 from fizy.lib.admin import ReadOnlyAdmin, ReadOnlyInline
 
 from .models import Message, Notice, SmsReply, TrackingAccess
@@ -14,7 +15,7 @@ class MessageInline(ReadOnlyInline):
 
 
 @admin.register(Notice)
-class NoticeAdmin(ReadOnlyAdmin):
+class NoticeAdmin(PatientAccessAdminMixin, ReadOnlyAdmin):
     list_display = ["created_at", "clinic", "order", "patient_label", "milestone", "status", "reason"]
     list_filter = ["milestone", "status", "clinic"]
     list_select_related = ["clinic", "order", "patient"]

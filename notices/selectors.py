@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Prefetch, Q, QuerySet
 
 from clinics.models import Clinic
+from fizy.lib.http import parse_id
 from fulfillment.models import Order, OrderLine
 from fulfillment.selectors import attention_items
 
@@ -40,8 +41,8 @@ def messages_page(*, clinic: Clinic | None, channel: str = "", status: str = "",
     for word in search.split()[:4]:
         number = word.upper().removeprefix("FZ-").lstrip("0")
         condition = Q(notice__patient__first_name__icontains=word) | Q(notice__patient__last_name__icontains=word)
-        if number.isdigit():
-            condition |= Q(notice__order_id=int(number))
+        if parse_id(number):
+            condition |= Q(notice__order_id=parse_id(number))
         messages = messages.filter(condition)
     return messages.order_by("-created_at", "-id")
 

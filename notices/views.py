@@ -14,9 +14,11 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from clinics.access import record_patient_access
 from clinics.models import Clinic, Patient
 from clinics.patients import patient_search
 from clinics.tenancy import active_membership, clinic_required
+from fizy.lib.http import parse_id
 from fulfillment.models import Order
 
 from . import selectors
@@ -103,8 +105,8 @@ def notices_viewer(view):
             request.notices_clinic = membership.clinic
         elif staff:
             request.membership, request.clinic = None, None
-            wanted = request.GET.get("clinic", "")
-            request.notices_clinic = Clinic.objects.filter(pk=int(wanted)).first() if wanted.isascii() and wanted.isdigit() else None
+            wanted = parse_id(request.GET.get("clinic"))
+            request.notices_clinic = Clinic.objects.filter(pk=wanted).first() if wanted else None
         else:
             return render(request, "notices/not_allowed.html", status=403)
         return view(request, *args, **kwargs)
@@ -146,6 +148,8 @@ def index(request):
         "poll_seconds": LIST_POLL_SECONDS if page.number == 1 else 0,
         "can_manage": can_manage(request.membership),
     }
+    record_patient_access(request, [*(m.notice.patient_id for m in page.object_list),
+                                    *(n.patient_id for n in context["not_sent"])])
     template = "notices/index.html#message-list" if request.htmx else "notices/index.html"
     return render(request, template, context)
 
@@ -165,6 +169,7 @@ def _order(request, pk: int) -> Order:
 def order(request, pk: int):
     found = _order(request, pk)
     patients = selectors.order_patients_overview(order=found)
+    record_patient_access(request, (entry["patient"] for entry in patients))
     for entry in patients:
         entry["url"] = link_url(entry["link"]) if entry["link"] else ""
     context = {"nav": "orders", "order": found, "patients": patients, "milestones": Milestone.choices}
@@ -201,13 +206,15 @@ def link_new(request, pk: int, patient_pk: int):
 @require_GET
 def patients(request):
     query = request.GET.get("q", "").strip()[:100]
-    found = patient_search(clinic=request.clinic, query=query) if query else []
+    found = list(patient_search(clinic=request.clinic, query=query)) if query else []
+    record_patient_access(request, found)
     return render(request, "notices/patients.html", {"nav": "notices", "q": query, "patients": found})
 
 
 @clinic_required
 def patient(request, pk: int):
     record = get_object_or_404(Patient, pk=pk, organization_id=request.clinic.organization_id)
+    record_patient_access(request, [record])
     form = PatientNoticesForm(initial={"contact_preference": record.contact_preference,
                                        "consent": record.notices_consent_at is not None})
     if request.method == "POST":

@@ -52,3 +52,34 @@ class ReadOnlyInline(NoAddDeleteMixin, admin.TabularInline):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+def initial_data_without_malformed_keys(model_admin, request) -> dict:
+    """The admin's "add" form takes initial values from the query string (``?clinic=3``). A value
+    that cannot be a key of the related model (``?clinic=TX``) is dropped, instead of reaching
+    the database when the autocomplete widget looks the choice up (a 500)."""
+    from django.core.exceptions import FieldDoesNotExist, ValidationError
+
+    initial = _django_initial_data(model_admin, request)
+    for name, value in list(initial.items()):
+        try:
+            field = model_admin.opts.get_field(name)
+        except FieldDoesNotExist:
+            continue
+        if not field.is_relation or field.target_field is None:
+            continue
+        try:
+            for item in value if isinstance(value, list) else [value]:
+                if item not in ("", None):
+                    field.target_field.get_prep_value(field.target_field.to_python(item))
+        except (ValidationError, TypeError, ValueError, OverflowError):
+            del initial[name]
+    return initial
+
+
+_django_initial_data = admin.ModelAdmin.get_changeform_initial_data
+
+
+def guard_admin_initial_data() -> None:
+    """Installed once at start-up (``fizy.apps``) for every ModelAdmin, present and future."""
+    admin.ModelAdmin.get_changeform_initial_data = initial_data_without_malformed_keys

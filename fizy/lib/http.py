@@ -1,6 +1,10 @@
-"""Reading a request body with a bound, for endpoints that anyone on the internet can reach."""
+"""Reading what a request carries, safely: a body with a bound (for endpoints anyone on the
+internet can reach), ids and numbers typed into a query or a form, NUL characters, and where a
+``next`` parameter may send the user."""
 
 from __future__ import annotations
+
+from django.utils.http import url_has_allowed_host_and_scheme
 
 
 class BodyTooLarge(Exception):
@@ -38,3 +42,46 @@ def client_address(request) -> str | None:
         if len(forwarded) >= hops:
             return forwarded[-hops]
     return request.META.get("REMOTE_ADDR") or None
+
+
+# --- numbers, ids and text typed into a request ------------------------------------------------
+
+# The largest value a PostgreSQL bigint (and so any id column) holds.
+MAX_ID = 2**63 - 1
+NUL_MESSAGE = ("The request contained a NUL character (\\0), which no field accepts. "
+               "Remove it (it often comes from copying out of another program) and try again.")
+
+
+def parse_int(value, *, default: int | None = None, minimum: int | None = None,
+              maximum: int | None = None) -> int | None:
+    """A whole number from request text, or ``default``: only ASCII digits with an optional
+    leading minus count (``str.isdigit()`` also accepts '²' and '٣', which ``int()`` refuses or
+    reads differently); a value outside [``minimum``, ``maximum``] is ``default`` too."""
+    text = value.strip() if isinstance(value, str) else ""
+    digits = text[1:] if text.startswith("-") else text
+    if not digits or len(digits) > 19 or not (digits.isascii() and digits.isdigit()):
+        return default
+    number = int(text)
+    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+        return default
+    return number
+
+
+def parse_id(value) -> int | None:
+    """A database id from request text ('12'), or None for anything that cannot be one."""
+    return parse_int(value, minimum=1, maximum=MAX_ID)
+
+
+def has_nul(text) -> bool:
+    """Whether request text holds a NUL character, which PostgreSQL text columns refuse."""
+    return isinstance(text, str) and "\x00" in text
+
+
+def local_redirect_target(request, target, *, default: str = "/") -> str:
+    """``target`` when it is a path on this site (``/orders/12``), otherwise ``default``: never
+    another host, a scheme-relative ``//host`` or a bare word a redirect would read as a URL name."""
+    target = target if isinstance(target, str) else ""
+    if not target.startswith("/") or not url_has_allowed_host_and_scheme(
+            target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return default
+    return target

@@ -69,3 +69,14 @@ def dea_from_base(letters: str, base6: str) -> str:
     """Complete two letters and six digits into a valid DEA number (for seeds and tests)."""
     d = [int(c) for c in base6]
     return f"{letters}{base6}{(d[0] + d[2] + d[4] + 2 * (d[1] + d[3] + d[5])) % 10}"
+
+
+# A clinic's chart id (medical record number): letters, digits, '-', '_' and '.', beginning with a
+# letter or a digit — so it can never be read as a spreadsheet formula or carry markup.
+CHART_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
+CHART_ID_RULE = "A chart ID uses only letters, digits, '-', '_' and '.', and begins with a letter or a digit."
+
+
+def validate_chart_id(value: str) -> None:
+    if not CHART_ID_RE.match(value or ""):
+        raise ValidationError(f"{CHART_ID_RULE} '{value}' does not.", code="chart_id_format")

@@ -50,3 +50,28 @@ def test_the_client_address_is_the_connection_s_unless_proxies_are_trusted(setti
     assert client_address(request) == "203.0.113.7"  # what our one balancer added, not what the client wrote
     settings.TRUSTED_PROXY_COUNT = 3
     assert client_address(request) == "10.0.0.5"  # fewer hops than configured: the connection's
+
+
+# --- ids, numbers and redirects from a request ---------------------------------------------------
+
+from fizy.lib.http import local_redirect_target, parse_id, parse_int  # noqa: E402
+
+
+@pytest.mark.parametrize("text", ["", " ", "²", "١٢", "1.5", "1e3", "0x10", "+7", "1_000", "abc", "9" * 20, None, 12])
+def test_anything_but_plain_ascii_digits_is_no_number(text):
+    assert parse_int(text) is None and parse_id(text) is None
+
+
+def test_plain_numbers_are_read_and_bounded():
+    assert parse_int(" 42 ") == 42 and parse_int("-3") == -3 and parse_id("7") == 7
+    assert parse_id("0") is None and parse_id("-1") is None and parse_id(str(2**63)) is None
+    assert parse_int("500", default=7, maximum=90) == 7 and parse_int("²", default=7) == 7
+
+
+@pytest.mark.parametrize("target, expected", [
+    ("/orders/12?status=sent", "/orders/12?status=sent"),
+    ("TX", "/"), ("carts:cart", "/"), ("https://evil.example/", "/"), ("//evil.example/x", "/"),
+    ("/\\evil.example", "/"), ("javascript:alert(1)", "/"), ("", "/"), (None, "/"),
+])
+def test_next_goes_to_a_local_path_or_home(target, expected):
+    assert local_redirect_target(RequestFactory().get("/"), target) == expected

@@ -63,7 +63,7 @@ OWN_CLINIC = {
     "home", "switch-clinic", "billing", "billing-setup", "billing-card",
     "carts:cart", "carts:patient-results", "carts:product-results", "carts:add-panel", "carts:patient-new",
     "carts:line-add", "carts:acknowledge-all", "carts:validate", "carts:checkout", "carts:refills", "carts:prescriptions-needed-csv", "carts:import",
-    "carts:import-confirm", "carts:import-sample", "fulfillment:orders", "fulfillment:attention", "fulfillment:payments",
+    "carts:import-confirm", "carts:import-cancel", "carts:import-sample", "fulfillment:orders", "fulfillment:attention", "fulfillment:payments",
     "notices:index", "notices:patients", "notices:settings",
     "clinic_api:settings", "clinic_api:key-create", "clinic_api:webhook-create",
     # The user's own second factor (accounts/): no clinic's data at all.
