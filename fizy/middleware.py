@@ -1,6 +1,9 @@
 """Project-wide request checks that belong in one place rather than in every form."""
 
-from django.http import HttpResponseBadRequest
+from django.contrib import admin
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpResponseBadRequest
 from django.utils.html import escape
 
 from fizy.lib.http import NUL_MESSAGE, has_nul
@@ -40,4 +43,32 @@ class RefuseNulMiddleware:
             return None
         if request.content_type in FORM_TYPES and _params_hold_nul(request.POST):
             return _refuse()
+        return None
+
+
+class AdminObjectIdMiddleware:
+    """An admin page for one object (change, delete, history, a past version...) whose id
+    cannot be a key of its model (``/admin/catalog/partner/1.5/history/``) is a 404 before the
+    view runs. Django's own change page says "does not exist", but other views (the history
+    pages of django-simple-history, our own) would hand the text to the database: a 500."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_view(self, request, view, args, kwargs):
+        object_id = kwargs.get("object_id")
+        user = getattr(request, "user", None)
+        if object_id is None or user is None or not user.is_staff:
+            return None  # others are sent to the admin's login page as before
+        model_admin = getattr(view, "model_admin", None) or getattr(getattr(view, "__wrapped__", None), "__self__", None)
+        if not isinstance(model_admin, admin.ModelAdmin):
+            return None
+        pk = model_admin.model._meta.pk
+        try:
+            pk.get_prep_value(pk.to_python(unquote(object_id)))
+        except (ValidationError, TypeError, ValueError, OverflowError):
+            raise Http404(f"No {model_admin.model._meta.verbose_name} with that id.") from None
         return None
