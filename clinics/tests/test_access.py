@@ -11,6 +11,7 @@ import clinics.access
 from carts.models import CartLine
 from carts.tests.test_views import _fill_cart, line_a  # noqa: F401  (fixture)
 from clinics.models import PatientAccess
+from conftest import verified_login
 from fulfillment.tests.factories import order_with_lines
 
 pytestmark = pytest.mark.django_db
@@ -35,7 +36,7 @@ def test_the_log_lists_every_page_a_patient_was_shown_on(client, alice, charlie,
     row = PatientAccess.objects.filter(patient=patient).first()
     assert row.user == alice and row.clinic == clinic_a
 
-    client.force_login(charlie)
+    verified_login(client, charlie)
     client.get(reverse("admin:clinics_patient_changelist"), {"q": "Lovelace"})
     client.get(reverse("admin:clinics_patient_change", args=[patient.pk]))
     assert {"admin:clinics_patient_changelist", "admin:clinics_patient_change"} <= _pages_for(patient)

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.test import Client
 from django.urls import URLPattern
 
+from conftest import verified_login
 from tests.reliability.test_tenancy_sweep import all_patterns, world  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.django_db
@@ -117,7 +118,7 @@ def test_five_thousand_malformed_requests_get_no_5xx(world, personas):  # noqa: 
     for name, user in personas.items():
         clients[name] = Client(raise_request_exception=False)
         if user is not None:
-            clients[name].force_login(user)
+            verified_login(clients[name], user)  # with the second factor staff and clinic admins need
 
     admin = [r for r in routes if r[0].startswith("admin:")]
     site = [r for r in routes if not r[0].startswith("admin:")]
@@ -155,7 +156,7 @@ def test_five_thousand_malformed_requests_get_no_5xx(world, personas):  # noqa: 
             failures.setdefault(f"{key} {method.upper()}", f"{persona} {path[:120]!r} {data!r:.200} -> "
                                                           f"{response.status_code} {reason}")
         if user_logged_out(key, personas[persona]):
-            client.force_login(personas[persona])
+            verified_login(client, personas[persona])
 
     print(slow.most_common(15))
     print(f"\nfuzz: {len(plan)} requests over {len(per_route)} URL patterns; answers by class: "

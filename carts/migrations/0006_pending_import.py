@@ -10,7 +10,7 @@ from fizy.lib.schedules import DJANGO_Q_DEPENDENCY, periodic_schedule
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('carts', '0003_cart_line_pharmacy_flag'),
+        ('carts', '0005_lines_point_to_prescriptions'),
         ('clinics', '0008_patient_access_and_chart_id_rule'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
         DJANGO_Q_DEPENDENCY,
