@@ -281,13 +281,14 @@ def line_fix(request, line):
 
 
 @clinic_required
-def line_prescription(request, pk):
+@cart_line_view
+def line_prescription(request, line):
     """The line's prescription, in its row: GET shows the form to record one (e-prescription
     reference, signed document, or written by the prescriber with an attestation); POST ``use``
     points the line to one on file; POST the form records it and points the line to it."""
-    line = _owned_line(request, pk)
+    record_patient_access(request, [line.patient_id])
     if request.method == "POST" and request.POST.get("use"):
-        prescription = prescription_get(clinic=request.clinic, pk=_int(request.POST["use"]))
+        prescription = prescription_get(clinic=request.clinic, pk=_id_or_404(request.POST["use"], "prescription"))
         if prescription is None:
             raise Http404
         try:
@@ -319,13 +320,6 @@ def line_prescription(request, pk):
     else:
         form = PrescriptionForm(initial=PrescriptionForm.initial_for(line), organization_id=request.clinic.organization_id)
     return render(request, f"{TEMPLATE}#line-prescription", {"line": line, "rx_form": form})
-
-
-def _int(value) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise Http404 from None
 
 
 @clinic_required
