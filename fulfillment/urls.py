@@ -11,6 +11,7 @@ urlpatterns = [
     path("orders/<int:pk>", views.order, name="order"),
     path("orders/<int:pk>/lines/<int:line_pk>", views.line, name="line"),
     path("orders/<int:pk>/receipt", views.receipt, name="receipt"),
+    path("orders/<int:pk>/fhir", views.order_fhir, name="order-fhir"),
     path("orders/<int:pk>/lines/<int:line_pk>/charge", views.charge_again, name="charge-again"),
     path("orders/<int:pk>/lines/<int:line_pk>/cancel", views.line_cancel, name="line-cancel"),
     path("orders/<int:pk>/lines/<int:line_pk>/reroute", views.line_reroute_view, name="line-reroute"),

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -24,6 +24,7 @@ from prescriptions.views import document_response
 from . import selectors
 from .attention import AttentionError
 from .attention import attention_dismiss as attention_dismiss_item
+from .fhir import order_fhir_bundle
 from .models import OrderLine
 from .holds import MAX_FILE_BYTES, HoldAnswerError, line_answer_hold
 from .reroute import RerouteError, line_reroute
@@ -290,3 +291,13 @@ def partner_prescription_document(request, token):
     if line is None:
         raise Http404
     return document_response(line.prescription)
+
+
+@clinic_required
+@require_GET
+def order_fhir(request, pk: int):
+    """The order as a FHIR R4 Bundle (JSON), for the clinic's own systems (docs/fhir.md)."""
+    bundle = order_fhir_bundle(order=_order_or_404(request, pk))
+    response = JsonResponse(bundle, content_type="application/fhir+json")
+    response["Content-Disposition"] = f'attachment; filename="order-{pk}-fhir.json"'
+    return response

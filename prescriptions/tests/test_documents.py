@@ -144,3 +144,28 @@ def test_an_e_prescription_is_sent_as_its_reference_without_a_link(clinic_a):
     line = type(line).objects.select_related("prescription", "product").get(pk=line.pk)
     sent = build_order_payload(line.partner_order, [line])["lines"][0]["prescription"]
     assert sent["erx_message_id"] == "SS-1" and "document_url" not in sent
+
+
+def test_an_order_exports_as_a_valid_fhir_r4_bundle_for_its_clinic_only(client, clinic_a, alice, bob):
+    from fhir.resources.R4B.bundle import Bundle
+
+    from prescriptions.models import Fill
+
+    line, rx = _order_line_with_document(clinic_a)
+    Fill.objects.create(prescription=rx, status=Fill.Status.USED, order_line_id=line.pk, used_at=timezone.now(),
+                        delivered_at=timezone.now())
+    client.force_login(alice)
+    response = client.get(reverse("fulfillment:order-fhir", args=[line.order_id]))
+    assert response.status_code == 200 and response["Content-Type"] == "application/fhir+json"
+    data = response.json()
+    Bundle.model_validate(data)  # valid FHIR
+    kinds = [e["resource"]["resourceType"] for e in data["entry"]]
+    assert {"Patient", "Organization", "MedicationRequest", "MedicationDispense"} <= set(kinds)
+    request = next(e["resource"] for e in data["entry"] if e["resource"]["resourceType"] == "MedicationRequest")
+    assert request["dosageInstruction"][0]["text"] == line.sig
+    assert request["dispenseRequest"]["numberOfRepeatsAllowed"] == rx.refills_authorized
+    assert request["dispenseRequest"]["performer"]["reference"].startswith("Organization/pharmacy-")
+    dispense = next(e["resource"] for e in data["entry"] if e["resource"]["resourceType"] == "MedicationDispense")
+    assert dispense["status"] == "completed" and dispense["whenHandedOver"]
+    client.force_login(bob)
+    assert client.get(reverse("fulfillment:order-fhir", args=[line.order_id])).status_code == 404

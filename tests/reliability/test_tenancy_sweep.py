@@ -42,6 +42,7 @@ ID_BEARING = {
     "fulfillment:order": {"pk": "order"},
     "fulfillment:line": {"pk": "order", "line_pk": "order_line"},
     "fulfillment:receipt": {"pk": "order"},
+    "fulfillment:order-fhir": {"pk": "order"},
     "fulfillment:charge-again": {"pk": "order", "line_pk": "order_line"},
     "fulfillment:line-cancel": {"pk": "order", "line_pk": "order_line"},
     "fulfillment:line-reroute": {"pk": "order", "line_pk": "order_line"},
