@@ -17,15 +17,18 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from catalog.models import Product
+from clinics.audit import Action
 from clinics.models import Clinic, Patient, Prescriber
 from fizy.lib.http import parse_int
 from fizy.lib.identifiers import CHART_ID_RE, CHART_ID_RULE
 from fizy.lib.spreadsheet import csv_text
 
+from prescriptions.models import Prescription
 from prescriptions.selectors import pick_prescription, prescriptions_for_pairs
+from prescriptions.services import prescription_record
 
 from .models import Cart, CartLine, PendingImport
-from .services import LineInput
+from .services import AddResult, LineInput, cart_add_lines
 from .validation import Problem, blocks_adding, validate_drafts
 
 MAX_ROWS = 1000
@@ -38,6 +41,8 @@ COLUMNS = {
     "sig": {"sig", "directions"},
     "prescriber_npi": {"prescriber_npi", "prescriber npi", "npi", "prescriber"},
     "days_supply": {"days_supply", "days supply", "days"},
+    # optional: the pharmacy's Rx number of the prescription the row fills
+    "rx_number": {"rx_number", "rx number", "rx", "rx #", "rx no", "rx_no"},
 }
 REQUIRED = ["chart_id", "product", "quantity", "sig", "prescriber_npi", "days_supply"]
 SAMPLE_HEADER = ["chart_id", "product", "quantity", "sig", "prescriber_npi", "days_supply"]
@@ -59,6 +64,7 @@ class ImportRow:
     quantity: int | None = None
     days_supply: int | None = None
     problems: list[Problem] = field(default_factory=list)  # what the cart's validation says of the line
+    prescription: Prescription | None = None  # the prescription on file its Rx number names
 
     @property
     def ok(self) -> bool:
@@ -76,7 +82,8 @@ class ImportRow:
 
     def as_line_input(self) -> LineInput:
         return LineInput(patient=self.patient, product=self.product, prescriber=self.prescriber,
-                         quantity=self.quantity, sig=self.raw["sig"], days_supply=self.days_supply)
+                         quantity=self.quantity, sig=self.raw["sig"], days_supply=self.days_supply,
+                         prescription=self.prescription)
 
 
 def _header_map(fieldnames) -> dict[str, str]:
@@ -194,6 +201,7 @@ def check_refill_rows(*, clinic: Clinic, records: list[dict]) -> list[ImportRow]
             row.errors.append("Prescriber NPI is empty.")
         elif row.prescriber is None:
             row.errors.append(f"No prescriber with NPI {raw['prescriber_npi']} in your organization.")
+    _match_rx_numbers(org_id, rows)
     # The cart's own checks, on every row read without errors, in one pass.
     readable = [row for row in rows if not row.errors]
     for row, problems in zip(readable, validate_drafts([row.as_line_input() for row in readable], clinic=clinic)):
@@ -320,3 +328,43 @@ def pending_import_discard(*, clinic: Clinic, owner) -> int:
 def purge_expired_imports(*, now=None) -> int:
     """Delete every pending file past its expiry (a schedule runs this); how many."""
     return PendingImport.objects.filter(expires_at__lte=now or timezone.now()).delete()[0]
+
+
+def _match_rx_numbers(org_id: int, rows: list[ImportRow]) -> None:
+    """Rows with an Rx number point to that prescription on file (one query); an Rx number not on
+    file yet is recorded as an e-prescription reference when the rows are added."""
+    numbers = {r.raw.get("rx_number", "").strip() for r in rows} - {""}
+    if not numbers:
+        return
+    on_file: dict[str, list[Prescription]] = {}
+    for rx in Prescription.objects.filter(clinic__organization_id=org_id, rx_number__in=numbers):
+        on_file.setdefault(rx.rx_number, []).append(rx)
+    for row in rows:
+        number = row.raw.get("rx_number", "").strip()
+        if not number or row.errors:
+            continue
+        found = on_file.get(number, [])
+        mine = [rx for rx in found if (rx.patient_id, rx.product_id) == (row.patient.pk, row.product.pk)]
+        if mine:
+            row.prescription = max(mine, key=lambda rx: (rx.written_on, rx.pk))
+        elif found:
+            row.errors.append(f"Rx {number} on file is for another patient or product; check the Rx number.")
+        else:
+            row.notes.append(f"Rx {number} is not on file yet: it is recorded as an e-prescription reference "
+                             "(today, no refills) when the row is added.")
+
+
+def import_add_rows(*, clinic: Clinic, rows: list[ImportRow], actor) -> AddResult:
+    """Add the checked rows to the cart, recording first the prescriptions their new Rx numbers
+    name (e-prescription references, audited), in one transaction."""
+    with transaction.atomic():
+        for row in rows:
+            number = row.raw.get("rx_number", "").strip()
+            if number and row.prescription is None:
+                row.prescription = prescription_record(
+                    clinic=clinic, patient=row.patient, prescriber=row.prescriber, product=row.product,
+                    sig=row.raw["sig"], quantity=row.quantity, days_supply=row.days_supply or 30,
+                    refills_authorized=0, written_on=timezone.localdate(), source=Prescription.Source.ERX,
+                    rx_number=number, actor=actor)
+        return cart_add_lines(clinic=clinic, actor=actor, action=Action.CART_IMPORT,
+                              items=[r.as_line_input() for r in rows])

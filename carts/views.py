@@ -26,6 +26,7 @@ from .forms import CartLineForm, CsvUploadForm, PatientFixForm, PatientQuickForm
 from .imports import (
     ImportFileError,
     check_refill_rows,
+    import_add_rows,
     pending_import_discard,
     pending_import_for,
     pending_import_save,
@@ -547,9 +548,8 @@ def import_confirm(request):
     bad = [r for r in rows if not r.ok]
     if good:
         try:
-            result = cart_add_lines(clinic=request.clinic, actor=request.user, action=Action.CART_IMPORT,
-                                    items=[r.as_line_input() for r in good])
-        except CartError as exc:
+            result = import_add_rows(clinic=request.clinic, rows=good, actor=request.user)
+        except (CartError, PrescriptionError) as exc:
             messages.error(request, str(exc))
             return redirect("carts:import")
         for text_ in result.messages():
