@@ -98,6 +98,7 @@ class PatientsApi(ClinicApiView):
                 patient = patient_create(clinic=self.clinic, actor=None, **form.cleaned_data)
             except PatientError as exc:
                 raise ApiError(409, "chart_id_taken", str(exc), field="chart_id") from None
+            self.shown([patient])
             return Response(presenters.patient(patient), status=201)
         fixed = [name for name in PATIENT_FIX_FIELDS if name in raw]
         not_here = [name for name in ("first_name", "last_name", "email")
@@ -115,6 +116,7 @@ class PatientsApi(ClinicApiView):
                                          **{name: form.cleaned_data[name] for name in fixed})
             except PatientError as exc:
                 raise ApiError(400, "invalid", str(exc)) from None
+        self.shown([patient])
         return Response(presenters.patient(patient), status=200)
 
 
@@ -128,6 +130,7 @@ class PatientsApi(ClinicApiView):
         patient = Patient.objects.filter(organization_id=self.clinic.organization_id, chart_id=chart_id).first()
         if patient is not None:
             self.audit_read(obj=patient, patient=patient)
+            self.shown([patient])
         return Response([presenters.patient(patient)] if patient else [])
 
 
@@ -140,6 +143,7 @@ class PatientApi(ClinicApiView):
         if patient is None:
             raise Http404
         self.audit_read(obj=patient, patient=patient)
+        self.shown([patient])
         return Response(presenters.patient(patient))
 
 
@@ -213,6 +217,7 @@ class CartLinesApi(ClinicApiView):
     def get(self, request):
         review = cart_selectors.cart_review(cart=cart_get_active(clinic=self.clinic))
         self.audit_read(detail={"lines": len(review.lines)})
+        self.shown(line.patient_id for line in review.lines)
         return Response([presenters.cart_line(line, review) for line in review.lines])
 
     @extend_schema(operation_id="cart_lines_add", request=LinesInSerializer, parameters=[IDEMPOTENCY],
@@ -240,6 +245,7 @@ class CartLinesApi(ClinicApiView):
             raise _cart_error(exc) from None
         review = cart_selectors.cart_review(cart=cart_get_active(clinic=self.clinic))
         touched = {line.pk for line in result.created} | {line.pk for line, _ in result.merged}
+        self.shown(line.patient_id for line in review.lines if line.pk in touched)
         return Response({
             "created": [line.pk for line in result.created],
             "merged": [line.pk for line, _ in result.merged],
@@ -263,6 +269,7 @@ class CartLineApi(ClinicApiView):
         line = next((l for l in review.lines if l.pk == pk), None)
         if line is None:
             raise Http404
+        self.shown([line.patient_id])
         return Response(presenters.cart_line(line, review), status=status)
 
     @extend_schema(operation_id="cart_lines_read", responses={200: CartLineSerializer}, summary="Read a cart line")
@@ -348,6 +355,7 @@ class OrderApi(ClinicApiView):
             raise Http404
         lines = fulfillment_selectors.order_lines(order=order)
         self.audit_read(obj=order, detail={"lines": len(lines)})
+        self.shown(line.patient_id for line in lines)
         return Response(presenters.order(order, lines, fulfillment_selectors.order_money(order=order, lines=lines)))
 
 
@@ -444,6 +452,7 @@ class PrescriptionsApi(ClinicApiView):
                 rx_number=cleaned["rx_number"], document=cleaned["document"])
         except PrescriptionError as exc:
             raise ApiError(400, "prescription_refused", str(exc)) from None
+        self.shown([rx.patient_id])
         return Response(presenters.prescription(rx), status=201)
 
 
@@ -457,6 +466,7 @@ class PrescriptionApi(ClinicApiView):
         if rx is None:
             raise Http404
         self.audit_read(obj=rx, patient=rx.patient)
+        self.shown([rx.patient_id])
         return Response(presenters.prescription(rx))
 
 

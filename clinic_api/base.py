@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder
 from rest_framework.views import APIView
 
+from clinics.access import record_patient_access
 from clinics.audit import Action, acting_as, audit_record
 
 from .auth import ApiKeyAuthentication, ApiKeyThrottle, HasApiKey, HasScope
@@ -81,6 +82,13 @@ class ClinicApiView(APIView):
             self._acting = None
             acting.__exit__(None, None, None)
         return super().finalize_response(request, response, *args, **kwargs)
+
+    def shown(self, patients) -> None:
+        """The PHI access log (clinics.access): this answer shows these patients, to the key's name."""
+        django_request = self.request._request
+        django_request.access_actor_label = self.key.audit_label
+        django_request.clinic = self.clinic
+        record_patient_access(django_request, patients)
 
     def audit_read(self, *, obj=None, patient=None, detail=None) -> None:
         """Reads of patient data are audited as the key's name."""

@@ -75,3 +75,19 @@ def test_find_a_patient_by_chart_id(api, clinic_a, clinic_b):
     assert [p["id"] for p in api.get("/api/v1/patients", {"chart_id": "EHR-7"}).json()] == [mine.pk]
     assert api.get("/api/v1/patients", {"chart_id": "EHR-8"}).json() == []
     assert api.get("/api/v1/patients").json()["code"] == "required"
+
+
+def test_api_reads_are_in_the_phi_access_log_as_the_keys_name(api, clinic_a, catalog_world):
+    from clinics.models import PatientAccess
+
+    patient = catalog_world["patient"]
+    api.get(f"/api/v1/patients/{patient.pk}")
+    api.post("/api/v1/cart/lines", {"lines": [{"patient": patient.pk, "product": catalog_world["product"].pk,
+                                                "prescriber": catalog_world["prescriber"].pk, "quantity": 1,
+                                                "sig": "Inject 0.25 mg subcutaneously once weekly", "days_supply": 28}]},
+             format="json")
+    api.get("/api/v1/cart/lines")
+    rows = PatientAccess.objects.filter(patient=patient)
+    assert rows.count() == 3
+    assert set(rows.values_list("actor_label", flat=True)) == {"API key 'EHR sync'"}
+    assert set(rows.values_list("clinic", flat=True)) == {clinic_a.pk} and set(rows.values_list("user", flat=True)) == {None}
