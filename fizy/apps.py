@@ -9,6 +9,6 @@ class FizyConfig(AppConfig):
 
     def ready(self):
         from . import checks  # noqa: F401  (registers the system checks)
-        from .lib.admin import guard_admin_initial_data
+        from .lib.admin import guard_admin_autocomplete
 
-        guard_admin_initial_data()  # a malformed ?fk= on an admin "add" page is dropped, not a 500
+        guard_admin_autocomplete()  # a malformed key (?clinic=TX, clinic=%00) on an admin form is refused, not a 500

@@ -2,7 +2,8 @@
 deleted by hand, and some are only ever looked at."""
 
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied
+from django.contrib.admin.widgets import AutocompleteMixin
+from django.core.exceptions import PermissionDenied, ValidationError
 
 
 class NoAddDeleteMixin:
@@ -54,32 +55,29 @@ class ReadOnlyInline(NoAddDeleteMixin, admin.TabularInline):
         return False
 
 
-def initial_data_without_malformed_keys(model_admin, request) -> dict:
-    """The admin's "add" form takes initial values from the query string (``?clinic=3``). A value
-    that cannot be a key of the related model (``?clinic=TX``) is dropped, instead of reaching
-    the database when the autocomplete widget looks the choice up (a 500)."""
-    from django.core.exceptions import FieldDoesNotExist, ValidationError
-
-    initial = _django_initial_data(model_admin, request)
-    for name, value in list(initial.items()):
+def keys_that_can_be(widget, values) -> list:
+    """The values of an autocomplete widget that can be keys of its related model. A value that
+    cannot (``?clinic=TX`` on an add page, ``clinic=%00`` posted to it) is left out of the widget's
+    lookup, instead of reaching the database (a 500); the form itself still refuses it."""
+    remote = widget.field.remote_field
+    opts = remote.model._meta
+    target = opts.get_field(getattr(remote, "field_name", None) or opts.pk.name)
+    kept = []
+    for value in values:
         try:
-            field = model_admin.opts.get_field(name)
-        except FieldDoesNotExist:
-            continue
-        if not field.is_relation or field.target_field is None:
-            continue
-        try:
-            for item in value if isinstance(value, list) else [value]:
-                if item not in ("", None):
-                    field.target_field.get_prep_value(field.target_field.to_python(item))
+            target.get_prep_value(target.to_python(value))
         except (ValidationError, TypeError, ValueError, OverflowError):
-            del initial[name]
-    return initial
+            continue
+        kept.append(value)
+    return kept
 
 
-_django_initial_data = admin.ModelAdmin.get_changeform_initial_data
+_django_optgroups = AutocompleteMixin.optgroups
 
 
-def guard_admin_initial_data() -> None:
-    """Installed once at start-up (``fizy.apps``) for every ModelAdmin, present and future."""
-    admin.ModelAdmin.get_changeform_initial_data = initial_data_without_malformed_keys
+def guard_admin_autocomplete() -> None:
+    """Installed once at start-up (``fizy.apps``) for every autocomplete field, present and future."""
+    def optgroups(self, name, value, attr=None):
+        return _django_optgroups(self, name, keys_that_can_be(self, value), attr)
+
+    AutocompleteMixin.optgroups = optgroups

@@ -26,3 +26,10 @@ def test_a_malformed_key_in_an_add_pages_query_is_ignored(client_charlie, charli
 def test_anonymous_visitors_still_go_to_the_login_page(client):
     response = client.get("/admin/catalog/partner/1.5/history/")
     assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
+
+
+def test_a_malformed_key_posted_to_an_add_page_is_refused_with_the_form(client_charlie, charlie):
+    charlie.is_superuser = True
+    charlie.save()
+    response = client_charlie.post("/admin/clinics/membership/add/", {"clinic": "%00", "user": "²", "role": "x"})
+    assert response.status_code == 200 and "Select a valid choice" in response.content.decode()
