@@ -2,6 +2,7 @@
 with the fix its problem offers, until checkout is enabled."""
 
 import io
+from dataclasses import replace
 
 import pytest
 from django.core.management import call_command
@@ -12,6 +13,7 @@ from catalog.models import Product
 from clinics.models import Clinic, Patient, Prescriber
 from conftest import browser_login
 from fizy.demo_data import PASSWORD
+from prescriptions.tests.factories import prescriptions_on_file
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -25,14 +27,19 @@ def flagged_cart():
     clark = Patient.objects.get(last_name="Clark", organization=clinic.organization)  # TX
     no_dob = Patient.objects.get(chart_id="BW-1006")  # AZ, date of birth missing in the demo data
     sema, ldn, prog = (Product.objects.get(sku=s) for s in ("FZ-SEMA-25", "FZ-LDN-45", "FZ-PROG-100"))
-    cart_add_lines(clinic=clinic, actor=None, items=[
+    items = [
         LineInput(patient=lopez, product=sema, prescriber=patel, quantity=1, days_supply=28, sig="Use as directed",
                   clinical_difference="Needs a dose below the commercial pen's smallest increment."),
         LineInput(patient=clark, product=ldn, prescriber=patel, quantity=200, days_supply=30,
                   sig="Take 1 capsule by mouth at bedtime"),
         LineInput(patient=no_dob, product=prog, prescriber=ortega, quantity=30, days_supply=30,
                   sig="Take 1 capsule by mouth at bedtime"),
-    ])
+    ]
+    # Each line has its prescription of record on file, as the prescriber wrote it: the vague SIG
+    # and the quantity over the limit were typed in the cart, so they differ from it too.
+    prescriptions_on_file(clinic, [replace(items[0], sig="Inject 0.25 mg subcutaneously once weekly for 4 weeks"),
+                                   replace(items[1], quantity=90), items[2]])
+    cart_add_lines(clinic=clinic, actor=None, items=items)
     return lopez, clark, no_dob
 
 
@@ -49,7 +56,7 @@ def test_flagged_lines_are_listed_first_and_each_is_fixed_in_one_action(page):
     naltrexone = CartLine.objects.get(patient=clark)
     browser_login(page, "austin", PASSWORD)
 
-    assert "3 errors" in page.inner_text("#problem-summary")
+    assert "5 errors on 3 lines" in page.inner_text("#problem-summary")  # two of them differ from the Rx too
     assert page.locator("#checkout-link").is_disabled()
     links = page.locator("#flagged-lines a.problem-link")
     assert links.count() == 3
@@ -64,11 +71,11 @@ def test_flagged_lines_are_listed_first_and_each_is_fixed_in_one_action(page):
     assert page.evaluate(f"(() => {{ const r = document.getElementById('line-{naltrexone.pk}').getBoundingClientRect();"
                          " return r.top >= 0 && r.bottom <= window.innerHeight; })()")
 
-    # One click applies it: the problem is gone, the summary counts one fewer.
+    # One click applies it: the line's problems are gone (over the limit, and more than prescribed).
     page.keyboard.press("Enter")
     page.wait_for_selector(f"#line-{naltrexone.pk}:not(.has-problems)")
     assert row(page, "Naltrexone").locator("[data-field=quantity]").inner_text().startswith("90")
-    assert "2 errors" in page.inner_text("#problem-summary")
+    assert "3 errors" in page.inner_text("#problem-summary")
     assert CartLine.objects.get(pk=naltrexone.pk).quantity == 90
 
     # Editing keeps the problem in sight, and the prescriber list puts those licensed in TX first.

@@ -19,6 +19,7 @@ from fizy.demo_data import PASSWORD
 from fulfillment.ledger import money_violations
 from fulfillment.models import Order, OrderLine, SandboxPartnerOrder
 from fulfillment.sandbox import sandbox_play_step
+from prescriptions.tests.factories import prescriptions_on_file
 from routing.engine import route_preview
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -48,6 +49,7 @@ def _cart_of_three(clinic):
                        sig="Use as prescribed by the clinic, once daily for thirty days",
                        clinical_difference="Patient cannot use the commercial form (allergy to an excipient).")
              for p, product in zip(patients, products, strict=True)]
+    prescriptions_on_file(clinic, items)
     cart_add_lines(clinic=clinic, actor=None, items=items)
 
 
