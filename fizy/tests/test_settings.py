@@ -95,3 +95,26 @@ def test_debug_off_without_twilio_refuses_to_start():
     result = _manage("check", env=env)
     assert result.returncode != 0
     assert "the sandbox SMS sender (no TWILIO_ACCOUNT_SID is set) would be used" in result.stderr
+
+
+def test_production_keeps_prescription_documents_in_s3_private_and_encrypted():
+    """With PRESCRIPTION_DOCUMENTS_BUCKET, documents go through django-storages and boto3 to an
+    S3-compatible store (a local fake here), private and encrypted at rest, and read back."""
+    from fizy.tests.fake_s3 import start_fake_s3
+
+    s3, stop = start_fake_s3(access_key="AKIAFIZYTEST", buckets=("fizy-rx",))
+    env = {**PROD_ENV, "PRESCRIPTION_DOCUMENTS_BUCKET": "fizy-rx", "AWS_S3_ENDPOINT_URL": s3.url,
+           "AWS_S3_REGION_NAME": "us-east-1", "AWS_ACCESS_KEY_ID": "AKIAFIZYTEST",
+           "AWS_SECRET_ACCESS_KEY": "fake-secret-for-the-test"}
+    script = ("from django.core.files.base import ContentFile; from django.core.files.storage import default_storage as s; "
+              "name = s.save('prescriptions/2026/11/scan.pdf', ContentFile(b'%PDF-1.4 signed', name='scan.pdf')); "
+              "print(type(s._wrapped).__name__, name, s.open(name).read().decode())")
+    try:
+        result = _manage("shell", "-c", script, env=env)
+    finally:
+        stop()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().splitlines()[-1].split() == ["S3Storage", "prescriptions/2026/11/scan.pdf", "%PDF-1.4", "signed"]
+    stored = s3.objects("fizy-rx")["prescriptions/2026/11/scan.pdf"]
+    assert stored.body == b"%PDF-1.4 signed"
+    assert stored.headers["x-amz-acl"] == "private" and stored.headers["x-amz-server-side-encryption"] == "AES256"
