@@ -170,15 +170,21 @@ def build_order_payload(partner_order: PartnerOrder, lines: list[OrderLine]) -> 
 # --- answers -----------------------------------------------------------------------------------
 
 
-def _line_answer(item, index: int) -> PartnerLineAnswer:
+def _line_head(item, index: int, statuses) -> tuple[str, int, str]:
+    """Where a line of a partner's answer sits, its line id and its status, checked."""
     where = f"lines[{index}]"
     if not isinstance(item, dict):
         raise ValueError(f"{where} is not an object")
     line_id, status = item.get("line_id"), item.get("status")
     if not isinstance(line_id, int) or isinstance(line_id, bool) or line_id < 1:
         raise ValueError(f"{where}.line_id is not a positive integer")
-    if status not in LINE_ANSWER_STATUSES:
-        raise ValueError(f"{where}.status must be one of {', '.join(LINE_ANSWER_STATUSES)}")
+    if status not in statuses:
+        raise ValueError(f"{where}.status must be one of {', '.join(statuses)}")
+    return where, line_id, status
+
+
+def _line_answer(item, index: int) -> PartnerLineAnswer:
+    where, line_id, status = _line_head(item, index, LINE_ANSWER_STATUSES)
     reason, code = item.get("reason") or "", item.get("reason_code") or ""
     if not isinstance(reason, str) or not isinstance(code, str):
         raise ValueError(f"{where}.reason and reason_code must be strings")
@@ -221,14 +227,7 @@ class PartnerLineStatus:
 
 
 def _line_status(item, index: int) -> PartnerLineStatus:
-    where = f"lines[{index}]"
-    if not isinstance(item, dict):
-        raise ValueError(f"{where} is not an object")
-    line_id, status = item.get("line_id"), item.get("status")
-    if not isinstance(line_id, int) or isinstance(line_id, bool) or line_id < 1:
-        raise ValueError(f"{where}.line_id is not a positive integer")
-    if status not in LINE_REPORT_STATUSES:
-        raise ValueError(f"{where}.status must be one of {', '.join(LINE_REPORT_STATUSES)}")
+    where, line_id, status = _line_head(item, index, LINE_REPORT_STATUSES)
     text = {key: item.get(key) or "" for key in ("reason", "reason_code", "tracking_number", "carrier", "updated_at")}
     if not all(isinstance(value, str) for value in text.values()):
         raise ValueError(f"{where}: reason, reason_code, tracking_number, carrier and updated_at must be strings")
