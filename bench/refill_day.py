@@ -82,9 +82,11 @@ def seed_clinics(n_clinics: int, patients_per_clinic: int) -> list[dict]:
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.db import transaction
+    from django.db.models import F, Value
+    from django.db.models.functions import Greatest
 
     from bench.world import CLINIC_NAME, PRESCRIBER_LAST_NAME, PRODUCT_SIGS
-    from catalog.models import Partner, Product
+    from catalog.models import Offering, Partner, Product
     from clinics.models import Clinic, Membership, Patient, Prescriber
     from fizy import demo_data
     from prescriptions.models import Prescription
@@ -98,6 +100,11 @@ def seed_clinics(n_clinics: int, patients_per_clinic: int) -> list[dict]:
     for partner in Partner.objects.all():  # every partner reports by webhook; none is polled
         partner.status_api = False
         partner.save(update_fields=["status_api"])
+    # The pharmacies stocked up for the day: whatever they carry, they have enough for every line
+    # of the load (the demo's small stocks would turn the run into a test of stock-outs: an order
+    # whose last units another clinic took first is refused before any charge, as it should be).
+    Offering.objects.filter(product__in=products, stock_quantity__gt=0).update(
+        stock_quantity=Greatest(F("stock_quantity"), Value(n_clinics * patients_per_clinic * PRODUCTS_PER_PATIENT)))
     streets = demo_data._ADDRESSES["TX"]
     written_on = datetime.date.today() - datetime.timedelta(days=7)
     User = get_user_model()
@@ -145,6 +152,7 @@ def seed_clinics(n_clinics: int, patients_per_clinic: int) -> list[dict]:
 # --- one coordinator over HTTP -------------------------------------------------------------------
 
 CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+CHECKOUT_ERROR = re.compile(r'id="checkout-error">(.*?)</li>', re.S)
 HIDDEN = re.compile(r'<input type="hidden" name="(version|quote)" value="([^"]*)">')
 
 
@@ -155,7 +163,10 @@ class Browser:
         self.port, self.timings, self.errors, self.lock = port, timings, errors, lock
         self.cookies: dict[str, str] = {}
 
-    def request(self, page: str, method: str, path: str, *, form: dict | None = None, expect=(200,), headers=None):
+    def request(self, page: str, method: str, path: str, *, form: dict | None = None, expect=(200,), headers=None,
+                explain: re.Pattern | None = None):
+        """One request; an answer other than ``expect`` is an error, quoting what the page said
+        where ``explain`` finds it."""
         body = urlencode(form).encode() if form is not None else None
         sent = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items()), **(headers or {})}
         if body is not None:
@@ -181,7 +192,9 @@ class Browser:
         with self.lock:
             self.timings[page].append(elapsed)
             if response.status not in expect:
-                self.errors.append(f"{page}: HTTP {response.status} for {method} {path}")
+                said = explain.search(text) if explain else None
+                self.errors.append(f"{page}: HTTP {response.status} for {method} {path}"
+                                   + (f" ({html.unescape(said.group(1)).strip()})" if said else ""))
         return response, text
 
 
@@ -208,7 +221,8 @@ def place_one_order(port: int, client: dict, timings: dict, errors: list, lock: 
         with lock:
             errors.append("review: no place-order form (the cart has problems?)")
         return None
-    response, _ = browser.request("place order", "POST", "/cart/checkout", expect=(302,), form=fields)
+    response, _ = browser.request("place order", "POST", "/cart/checkout", expect=(302,), form=fields,
+                                  explain=CHECKOUT_ERROR)
     if response is None or response.status != 302:
         return None
     placed = time.time()
@@ -263,7 +277,8 @@ def report(args, info, *, wall, placed, timings, errors, dispatch, counts, money
             out.append(f"| {page} | {len(samples)} | {percentile(samples, 50) * 1000:.0f} | "
                        f"{percentile(samples, 95) * 1000:.0f} | {max(samples) * 1000:.0f} |")
     if errors:
-        out += ["", "Errors (first 20):", *[f"- {e}" for e in errors[:20]]]
+        out += ["", "Errors (each distinct one, with how many times):",
+                *[f"- {n} × {e}" for e, n in Counter(errors).most_common(20)]]
     return "\n".join(out) + "\n"
 
 

@@ -51,7 +51,7 @@ def cart_reorder_line(*, clinic: Clinic, order_line_id: int, actor) -> tuple[Car
                         "only a rejected or unsent line can be ordered again.")
     reason = reason_for(line.reason_code) if line.reason_code else None
     with transaction.atomic():
-        locked = OrderLine.objects.select_for_update().get(pk=line.pk)
+        locked = OrderLine.objects.select_for_update(no_key=True).get(pk=line.pk)
         if locked.status not in REORDERABLE:
             raise CartError(f"{line.product_name} for {line.patient.full_name} changed meanwhile; look at the order.")
         if AttentionItem.objects.filter(line=locked, resolution__in=DONE).exists():

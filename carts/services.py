@@ -188,7 +188,8 @@ def cart_update_line(*, line: CartLine, actor, **changes) -> CartLine:
         raise CartError(f"These fields cannot be changed on a cart line: {', '.join(sorted(unknown))}.")
     with transaction.atomic():
         cart = _lock_open_cart(line.cart.clinic)
-        line = CartLine.objects.select_for_update().select_related("patient", "product", "cart__clinic").get(pk=line.pk)
+        line = (CartLine.objects.select_for_update(of=("self",)).select_related("patient", "product", "cart__clinic")
+                .get(pk=line.pk))
         if line.cart_id != cart.pk:
             raise CartError("That line is no longer in the cart.")
         if "prescriber" in changes and changes["prescriber"] is not None:
@@ -274,7 +275,8 @@ def cart_line_set_prescription(*, line: CartLine, prescription: Prescription, ac
     """Point ``line`` to ``prescription`` (one of the clinic's, for the line's patient and product). Audited."""
     with transaction.atomic():
         cart = _lock_open_cart(line.cart.clinic)
-        line = CartLine.objects.select_for_update().select_related("patient", "product").filter(pk=line.pk, cart=cart).first()
+        line = (CartLine.objects.select_for_update(of=("self",)).select_related("patient", "product")
+                .filter(pk=line.pk, cart=cart).first())
         if line is None:
             raise CartError("That line is no longer in the cart.")
         if prescription.patient_id != line.patient_id or prescription.product_id != line.product_id:

@@ -49,7 +49,7 @@ def clinic_start_card_setup(*, clinic: Clinic, actor) -> CardSetup:
             metadata={"clinic_id": clinic.pk, "npi": clinic.npi}, idempotency_key=f"fizy-clinic-{clinic.pk}-customer",
         )
         with transaction.atomic(durable=True):
-            locked = Clinic.objects.select_for_update().get(pk=clinic.pk)
+            locked = Clinic.objects.select_for_update(no_key=True).get(pk=clinic.pk)
             if not locked.stripe_customer_id:  # another admin may have been quicker
                 locked.stripe_customer_id = created
                 locked.save(update_fields=["stripe_customer_id"])
@@ -71,7 +71,7 @@ def clinic_set_payment_method(*, clinic: Clinic, setup_intent_id: str, actor) ->
     _require_clinic_admin(clinic=clinic, actor=actor)
     card = get_gateway().attach_result(setup_intent_id=setup_intent_id)  # outside any lock
     with transaction.atomic(durable=True):
-        locked = Clinic.objects.select_for_update().get(pk=clinic.pk)
+        locked = Clinic.objects.select_for_update(no_key=True).get(pk=clinic.pk)
         if not locked.stripe_customer_id or card.customer_id != locked.stripe_customer_id:
             raise BillingError("This card setup does not belong to this clinic. Start the card setup again.")
         previous = {"brand": locked.card_brand, "last4": locked.card_last4}

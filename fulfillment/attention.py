@@ -107,7 +107,10 @@ def attention_dismiss(*, item: AttentionItem, actor, reason: str) -> AttentionIt
     if not reason:
         raise AttentionError("Say why you dismiss this item (for example: \"patient stopped the therapy\").")
     with transaction.atomic():
-        locked = AttentionItem.objects.select_for_update().select_related("line__patient", "clinic").get(pk=item.pk)
+        locked = (
+            AttentionItem.objects.select_for_update(of=("self",), no_key=True)
+            .select_related("line__patient", "clinic").get(pk=item.pk)
+        )
         if locked.resolved_at is not None:
             raise AttentionError(f"This item was already resolved ({locked.get_resolution_display().lower()}).")
         _resolve_open(line_id=locked.line_id, audience=locked.audience, resolution=Resolution.DISMISSED, actor=actor,

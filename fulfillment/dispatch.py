@@ -176,7 +176,10 @@ def _record_sent(partner_order: PartnerOrder, line_ids: list[int], answer: Partn
         )
         how = "found at" if found_by_lookup else "sent to"
         # Only lines still pending: a second worker past an expired lease finds them sent already.
-        still_pending = OrderLine.objects.select_for_update().filter(pk__in=line_ids, status=LS.PENDING).order_by("pk")
+        still_pending = (
+            OrderLine.objects.select_for_update(no_key=True)
+            .filter(pk__in=line_ids, status=LS.PENDING).order_by("pk")
+        )
         sent = {}
         for line in still_pending:
             line_apply_status(
@@ -226,7 +229,7 @@ def _apply_held_events(partner_order: PartnerOrder, line_ids: list[int]) -> None
             WebhookEvent.objects.filter(pk=event_id).update(outcome=WebhookEvent.Outcome.DUPLICATE, processed_at=timezone.now())
             continue
         replayed.add(data.get("event_id"))
-        line = OrderLine.objects.select_for_update().get(pk=held.line_id)
+        line = OrderLine.objects.select_for_update(no_key=True).get(pk=held.line_id)
         change = locked_line_apply_status(
             line=line, to=held.to_status, source=LineEvent.Source.WEBHOOK, actor_label=partner_order.partner.name,
             reason=data.get("reason", ""), reason_code=data.get("reason_code", ""),
@@ -287,7 +290,7 @@ def _conclude(partner_order: PartnerOrder, error: PartnerError, line_ids: list[i
             obj=partner_order,
             detail={"partner": partner.slug, "attempts": attempts, "status_code": error.status_code},
         )
-        for line in partner_order.lines.select_for_update().filter(status=LS.PENDING).order_by("pk"):
+        for line in partner_order.lines.select_for_update(no_key=True).filter(status=LS.PENDING).order_by("pk"):
             line_apply_status(
                 line=line, to=LS.FAILED, source=LineEvent.Source.SYSTEM, actor_label=DISPATCH_ACTOR, reason=reason
             )
@@ -337,7 +340,10 @@ def partner_order_retry_dispatch(*, partner_order: PartnerOrder, actor) -> Partn
     its failed lines go back to pending, except those the clinic re-ordered). Lines accepted after the order's payment was settled are
     charged on their own by settlement (a follow-up charge), so a retry needs no payment step."""
     with transaction.atomic(durable=True):
-        locked = PartnerOrder.objects.select_for_update().select_related("order__clinic", "partner").get(pk=partner_order.pk)
+        locked = (
+            PartnerOrder.objects.select_for_update(of=("self",), no_key=True)
+            .select_related("order__clinic", "partner").get(pk=partner_order.pk)
+        )
         if not partner_order_can_retry(locked):
             state = locked.get_status_display().lower()
             if locked.status == PO.SENDING:
@@ -355,7 +361,8 @@ def partner_order_retry_dispatch(*, partner_order: PartnerOrder, actor) -> Partn
         )
         # A failed line the clinic has re-ordered meanwhile stays failed: sending it would order it twice.
         reordered = AttentionItem.objects.filter(resolution=AttentionItem.Resolution.REORDERED).values("line_id")
-        for line in locked.lines.select_for_update().filter(status=LS.FAILED).exclude(pk__in=reordered).order_by("pk"):
+        failed = locked.lines.select_for_update(no_key=True).filter(status=LS.FAILED).exclude(pk__in=reordered)
+        for line in failed.order_by("pk"):
             line_apply_status(
                 line=line, to=LS.PENDING, source=LineEvent.Source.STAFF, actor=actor,
                 actor_label=getattr(actor, "username", ""), reason="Dispatch retried by pharmacy staff.",

@@ -108,7 +108,8 @@ def partner_order_poll(*, partner_order_id: int) -> PollResult:
             continue
         with transaction.atomic():
             line = (
-                OrderLine.objects.select_for_update(of=("self",)).select_related("order__clinic", "patient")
+                OrderLine.objects.select_for_update(of=("self",), no_key=True)
+                .select_related("order__clinic", "patient")
                 .filter(pk=report.line_id, partner_order=partner_order).first()
             )
             if line is None or not can_transition(line.status, report.status) or line.status not in OPEN:

@@ -87,7 +87,7 @@ def line_reroute(*, line_id: int, actor=None, automatic: bool = False) -> OrderL
                            f"{decision.reason}.")
     partner, offering = decision.partner, decision.offering
     with transaction.atomic():
-        locked = OrderLine.objects.select_for_update().get(pk=line.pk)
+        locked = OrderLine.objects.select_for_update(no_key=True).get(pk=line.pk)
         if locked.status not in REROUTABLE:
             raise RerouteError(f"{line.product_name} for {line.patient.full_name} changed meanwhile; look at the order.")
         if (OrderLine.objects.filter(rerouted_from=locked).exists() or AttentionItem.objects.filter(

@@ -192,7 +192,10 @@ def sandbox_cancel_line(*, slug: str, reference: str, line_id: int, headers) -> 
     if refusal:
         return refusal
     with transaction.atomic():
-        order = SandboxPartnerOrder.objects.select_for_update().filter(partner=partner, reference=reference).first()
+        order = (
+            SandboxPartnerOrder.objects.select_for_update(no_key=True)
+            .filter(partner=partner, reference=reference).first()
+        )
         if order is None or line_id not in {line["line_id"] for line in order.payload.get("lines", [])}:
             return 404, {"error": f"No line {line_id} in order {reference}."}
         cancelled = set(order.payload.get("cancelled_line_ids", []))
@@ -227,7 +230,10 @@ def sandbox_answer_hold(*, slug: str, reference: str, line_id: int, headers, rea
     if not (text or "").strip() and file is None:
         return 422, {"error": "An answer needs a text or a file."}
     with transaction.atomic():
-        order = SandboxPartnerOrder.objects.select_for_update().filter(partner=partner, reference=reference).first()
+        order = (
+            SandboxPartnerOrder.objects.select_for_update(no_key=True)
+            .filter(partner=partner, reference=reference).first()
+        )
         if order is None or line_id not in {line["line_id"] for line in order.payload.get("lines", [])}:
             return 404, {"error": f"No line {line_id} in order {reference}."}
         answers = [*order.payload.get("answers", []), {"line_id": line_id, "text": (text or "")[:200],

@@ -154,7 +154,7 @@ def order_record_authorization(
     if not authorization.ok:
         raise PaymentServiceError("A declined authorization cannot pay for an order.")
     with transaction.atomic():
-        pending = (PaymentEvent.objects.select_for_update()
+        pending = (PaymentEvent.objects.select_for_update(no_key=True)
                    .filter(kind=Kind.AUTHORIZED, reference=authorization.reference).first())
         if pending is not None and (pending.order_id is not None or pending.payload.get("released")):
             raise PaymentServiceError(
@@ -208,7 +208,7 @@ def _record_orphan_once(*, clinic: Clinic, kind: str, reference: str, amount: De
                         message: str, actor=None, payload: dict | None = None) -> PaymentEvent:
     """Record what happened to a payment that has no order, once per payment and kind."""
     with transaction.atomic(durable=True):
-        Clinic.objects.select_for_update().filter(pk=clinic.pk).first()  # serialise repeated deliveries
+        Clinic.objects.select_for_update(no_key=True).filter(pk=clinic.pk).first()  # serialise repeated deliveries
         existing = PaymentEvent.objects.filter(order=None, reference=reference, kind=kind).first()
         if existing is not None:
             return existing
@@ -226,7 +226,10 @@ def _claim_for_release(reference: str) -> None:
     """Mark the authorization's pending record released (under its row lock), so no checkout can
     place an order on it from now on; refuse when an order already uses it."""
     with transaction.atomic(durable=True):
-        pending = PaymentEvent.objects.select_for_update().filter(kind=Kind.AUTHORIZED, reference=reference).first()
+        pending = (
+            PaymentEvent.objects.select_for_update(no_key=True)
+            .filter(kind=Kind.AUTHORIZED, reference=reference).first()
+        )
         if pending is None:
             return
         if pending.order_id is not None:
@@ -337,7 +340,7 @@ def _plan_capture(order_id: int) -> dict | None:
     """Write down which lines the capture takes (once per order), or read the plan an earlier run
     wrote. None when the order no longer waits for a capture."""
     with transaction.atomic(durable=True):
-        order = Order.objects.select_for_update().get(pk=order_id)
+        order = Order.objects.select_for_update(no_key=True).get(pk=order_id)
         if order.payment_status != PS.AUTHORIZED:
             return None
         if order.capture_plan:
@@ -425,7 +428,7 @@ def _capture(order: Order) -> None:
                 )
             raise
     with transaction.atomic(durable=True):
-        locked = Order.objects.select_for_update().select_related("clinic").get(pk=order.pk)
+        locked = order_lock_with_lines(order_id=order.pk)
         if locked.payment_status != PS.AUTHORIZED:
             return  # a concurrent run recorded it
         order_record_settled_state(order=locked, state=state, gateway_name=gateway.name)
@@ -434,13 +437,24 @@ def _capture(order: Order) -> None:
         order_line_refund(line=line, actor=None)
 
 
+def order_lock_with_lines(*, order_id: int) -> Order:
+    """Lock the order's lines (in id order), then the order (with its clinic), in the caller's
+    transaction, and return the order. Writing a settlement onto the lines takes its locks in the
+    order a partner's answer takes them (its line, then the line's order, to see whether the order
+    is fully answered: status.order_request_settlement_if_answered): locking the order first and
+    the lines second would deadlock against a webhook for one of its lines."""
+    list(OrderLine.objects.select_for_update(of=("self",), no_key=True).filter(order_id=order_id).order_by("pk")
+         .values_list("pk", flat=True))
+    return Order.objects.select_for_update(no_key=True).select_related("clinic").get(pk=order_id)
+
+
 def order_record_settled_state(
     *, order: Order, state: PaymentState, gateway_name: str, cancel_message: str = NOTHING_ACCEPTED,
 ) -> None:
     """Record a capture or a cancellation the gateway reports, after our own capture or when
     Stripe tells us. A capture is attributed to the lines of the order's capture plan; a capture
     made without one (at Stripe's dashboard) is recorded for the order and left for staff (it
-    shows in ``check_money``). The caller holds the order's lock."""
+    shows in ``check_money``). The caller holds the locks of :func:`order_lock_with_lines`."""
     if state.status == CANCELED:
         expired = state.cancellation_reason == "automatic"
         order.payment_status = PS.EXPIRED if expired else PS.CANCELLED
@@ -513,10 +527,10 @@ def line_charge_follow_up(*, line_id: int, actor=None) -> PaymentEvent | None:
             raise
         message = "" if result.ok else decline_message(result)
     with transaction.atomic(durable=True):
-        locked = OrderLine.objects.select_for_update().get(pk=line.pk)
+        locked = OrderLine.objects.select_for_update(no_key=True).get(pk=line.pk)
         if locked.amount_charged > 0:
             return None  # a concurrent run charged it
-        order = Order.objects.select_for_update().select_related("clinic").get(pk=order.pk)
+        order = Order.objects.select_for_update(no_key=True).select_related("clinic").get(pk=order.pk)
         if not result.ok:
             locked.charge_failed_at = timezone.now()
             locked.save(update_fields=["charge_failed_at"])
@@ -568,7 +582,7 @@ def line_record_gateway_charge(*, line_id: int, order_id: int, reference: str, a
                     message="Refunded a second charge for the same line.")
         return "refunded"
     with transaction.atomic(durable=True):
-        locked = OrderLine.objects.select_for_update().get(pk=line.pk)
+        locked = OrderLine.objects.select_for_update(no_key=True).get(pk=line.pk)
         if locked.amount_charged > 0:
             return "in_sync"
         locked.amount_charged, locked.charge_reference, locked.charge_failed_at = amount, reference, None
@@ -613,8 +627,8 @@ def order_line_refund(*, line: OrderLine, actor, reason: str = "", finance: bool
         idempotency_key=f"fizy-line-{line.pk}-refund",
     )
     with transaction.atomic(durable=True):
-        locked = OrderLine.objects.select_for_update().get(pk=line.pk)
-        order = Order.objects.select_for_update().select_related("clinic").get(pk=order.pk)
+        locked = OrderLine.objects.select_for_update(no_key=True).get(pk=line.pk)
+        order = Order.objects.select_for_update(no_key=True).select_related("clinic").get(pk=order.pk)
         if locked.amount_refunded > 0:
             return PaymentEvent.objects.filter(line=locked, kind=Kind.REFUNDED).first()
         locked.amount_refunded = refund.amount

@@ -127,7 +127,10 @@ def line_apply_status(*, line: OrderLine, to: str, source: str, **details: Unpac
     queued after commit.
     """
     with transaction.atomic():
-        locked = OrderLine.objects.select_for_update().select_related("order__clinic", "patient").get(pk=line.pk)
+        locked = (
+            OrderLine.objects.select_for_update(of=("self",), no_key=True)
+            .select_related("order__clinic", "patient").get(pk=line.pk)
+        )
         event = locked_line_apply_status(line=locked, to=to, source=source, **details)
     _refresh(line, locked)
     if not event.applied:
@@ -255,7 +258,10 @@ def order_request_settlement_if_answered(*, order_id: int) -> bool | None:
     same lock orders this answer against settlement recording its capture."""
     from django_q.tasks import async_task
 
-    order = Order.objects.select_for_update().only("settlement_requested_at", "payment_status").get(pk=order_id)
+    order = (
+        Order.objects.select_for_update(no_key=True)
+        .only("settlement_requested_at", "payment_status").get(pk=order_id)
+    )
     if order.payment_status != Order.PaymentStatus.AUTHORIZED:
         return None
     if order.settlement_requested_at is not None:

@@ -32,6 +32,7 @@ from .settlement import (
     PaymentServiceError,
     authorization_release,
     line_record_gateway_charge,
+    order_lock_with_lines,
     order_record_authorization,
     order_record_settled_state,
     orphan_refund,
@@ -85,7 +86,7 @@ def _sync_order(order: Order, intent: dict, gateway_name: str) -> str:
     """Bring the order's payment fields in step with the intent Stripe reports."""
     status = intent.get("status")
     with transaction.atomic():
-        order = Order.objects.select_for_update().select_related("clinic").get(pk=order.pk)
+        order = order_lock_with_lines(order_id=order.pk)
         if status == REQUIRES_CAPTURE and order.payment_status == PS.NONE:
             order_record_authorization(
                 order=order, gateway_name=gateway_name,

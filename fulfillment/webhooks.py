@@ -272,7 +272,7 @@ def partner_event_receive(*, slug: str, headers: Mapping[str, str], body: bytes,
             # The line is read once, with its lock (only its own row: not the partner order's,
             # which would make every event of that partner order wait for the others).
             line = (
-                OrderLine.objects.select_for_update(of=("self",))
+                OrderLine.objects.select_for_update(of=("self",), no_key=True)
                 .filter(pk=data["line_id"], partner_order__partner=partner)
                 .first()
             )
@@ -343,7 +343,10 @@ def _apply_stock(event: WebhookEvent, partner: Partner, data: dict) -> WebhookRe
     unless a later report was applied already (reports can arrive out of order)."""
     try:
         with transaction.atomic():
-            offering = Offering.objects.select_for_update().filter(partner=partner, partner_sku=data["partner_sku"]).first()
+            offering = (
+                Offering.objects.select_for_update(no_key=True)
+                .filter(partner=partner, partner_sku=data["partner_sku"]).first()
+            )
             if offering is None:
                 return _finish(event, Outcome.INVALID, 404,
                                {"error": f"{partner.name} has no product with SKU {data['partner_sku']!r} on Fizy."})
