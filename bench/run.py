@@ -103,10 +103,6 @@ def bench_env(database_url: str, **extra) -> dict:
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
     })
-    if not env.get("FIELD_ENCRYPTION_KEYS"):
-        from cryptography.fernet import Fernet
-
-        env["FIELD_ENCRYPTION_KEYS"] = Fernet.generate_key().decode()  # the bench's own database only
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
@@ -437,7 +433,10 @@ def measure_webhooks(args, world, managed, results: list, http_pages: list) -> N
     for variant, conn_max_age in enumerate(args.webhook_conn_max_age):
         lines = prepare_sent_lines(world, n_lines)
         port = free_port()
-        env = bench_env(args.database_url, CONN_MAX_AGE=conn_max_age, SECRET_KEY=os.environ["SECRET_KEY"])
+        # The same keys as the process that seeded the database (its partners' credentials are
+        # encrypted with them), only the connection lifetime differs.
+        env = bench_env(args.database_url, CONN_MAX_AGE=conn_max_age, SECRET_KEY=os.environ["SECRET_KEY"],
+                        FIELD_ENCRYPTION_KEYS=os.environ["FIELD_ENCRYPTION_KEYS"])
         argv = [str(Path(PYTHON).parent / "gunicorn"), "fizy.wsgi:application", "--workers", "2",
                 "--worker-class", "sync", "--bind", f"127.0.0.1:{port}", "--backlog", "2048",
                 "--log-level", "warning", "--timeout", "60"]

@@ -9,6 +9,7 @@ it, and never wait on each other in a cycle.
 from __future__ import annotations
 
 import datetime
+from collections import Counter
 
 from django.core.files.base import File
 from django.db import transaction
@@ -114,20 +115,42 @@ def prescription_record(
     return rx
 
 
-def _take_one_fill(prescription_id: int, today: datetime.date) -> bool:
-    return bool(Prescription.objects.filter(
-        pk=prescription_id, fills_remaining__gt=0, status=Status.ACTIVE, expires_on__gte=today,
-    ).update(
-        fills_remaining=F("fills_remaining") - 1,
-        status=Case(When(fills_remaining=1, then=Value(Status.EXHAUSTED)), default=F("status")),
-    ))
+def _by_count(prescription_ids) -> dict[int, list[int]]:
+    """{n: the prescriptions that need n fills} (a cart usually has one line per prescription)."""
+    groups: dict[int, list[int]] = {}
+    for pk, n in sorted(Counter(prescription_ids).items()):
+        groups.setdefault(n, []).append(pk)
+    return groups
 
 
-def _give_one_fill_back(prescription_id: int) -> None:
-    Prescription.objects.filter(pk=prescription_id, fills_remaining__lte=F("refills_authorized")).update(
-        fills_remaining=F("fills_remaining") + 1,
-        status=Case(When(status=Status.EXHAUSTED, then=Value(Status.ACTIVE)), default=F("status")),
-    )
+def _take_fills(prescription_ids: list[int], today: datetime.date) -> list[int]:
+    """Take one fill per id (an id twice: two fills) — all or nothing: returns the prescriptions
+    that had too few (expired and cancelled ones too) and takes nothing then. The prescriptions
+    are locked in id order; one SELECT and one UPDATE per group, whatever the number of lines."""
+    groups = _by_count(prescription_ids)
+    lost = []
+    for n, ids in groups.items():
+        able = set(Prescription.objects.select_for_update(no_key=True).filter(
+            pk__in=ids, fills_remaining__gte=n, status=Status.ACTIVE, expires_on__gte=today,
+        ).order_by("pk").values_list("pk", flat=True))
+        lost += [pk for pk in ids if pk not in able]
+    if lost:
+        return sorted(lost)
+    for n, ids in groups.items():
+        Prescription.objects.filter(pk__in=ids).update(
+            fills_remaining=F("fills_remaining") - n,
+            status=Case(When(fills_remaining=n, then=Value(Status.EXHAUSTED)), default=F("status")),
+        )
+    return []
+
+
+def _give_fills_back(prescription_ids: list[int]) -> None:
+    """One fill back per id (never beyond the prescription's own count); an exhausted one is active again."""
+    for n, ids in _by_count(prescription_ids).items():
+        Prescription.objects.filter(pk__in=ids, fills_remaining__lte=F("refills_authorized") + 1 - n).update(
+            fills_remaining=F("fills_remaining") + n,
+            status=Case(When(status=Status.EXHAUSTED, then=Value(Status.ACTIVE)), default=F("status")),
+        )
 
 
 def fills_reserve(*, hold: str, prescription_ids: list[int]) -> list[Fill]:
@@ -136,9 +159,8 @@ def fills_reserve(*, hold: str, prescription_ids: list[int]) -> list[Fill]:
     had none left — expired and cancelled ones too."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("fills_reserve must run inside the caller's transaction.")
-    today = timezone.localdate()
     ids = sorted(prescription_ids)
-    lost = [pk for pk in ids if not _take_one_fill(pk, today)]
+    lost = _take_fills(ids, timezone.localdate())
     if lost:
         raise FillsUnavailable(lost)
     return Fill.objects.bulk_create([Fill(prescription_id=pk, hold=hold) for pk in ids])
@@ -149,24 +171,24 @@ def fills_release(*, hold: str) -> int:
     Safe to call twice. Returns how many came back."""
     with transaction.atomic():
         fills = list(Fill.objects.select_for_update().filter(hold=hold, status=Fill.Status.RESERVED)
-                     .order_by("prescription_id", "pk"))
-        for fill in fills:
-            _give_one_fill_back(fill.prescription_id)
-        Fill.objects.filter(pk__in=[f.pk for f in fills]).update(
-            status=Fill.Status.GIVEN_BACK, given_back_at=timezone.now())
+                     .order_by("prescription_id", "pk").values_list("pk", "prescription_id"))
+        if fills:
+            _give_fills_back([prescription_id for _, prescription_id in fills])
+            Fill.objects.filter(pk__in=[pk for pk, _ in fills]).update(
+                status=Fill.Status.GIVEN_BACK, given_back_at=timezone.now())
     return len(fills)
 
 
 def fills_use(*, hold: str, order_lines: dict[int, int]) -> int:
     """The order is placed: each fill reserved for ``hold`` is used by its order line
-    (``order_lines``: prescription id → order line id). In the order's transaction."""
+    (``order_lines``: prescription id → order line id). In the order's transaction; two queries
+    whatever the number of lines."""
     now = timezone.now()
-    used = 0
-    for fill in Fill.objects.filter(hold=hold, status=Fill.Status.RESERVED, prescription_id__in=order_lines):
+    fills = list(Fill.objects.filter(hold=hold, status=Fill.Status.RESERVED, prescription_id__in=order_lines))
+    for fill in fills:
         fill.status, fill.used_at, fill.order_line_id = Fill.Status.USED, now, order_lines[fill.prescription_id]
-        fill.save(update_fields=["status", "used_at", "order_line_id"])
-        used += 1
-    return used
+    Fill.objects.bulk_update(fills, ["status", "used_at", "order_line_id"])
+    return len(fills)
 
 
 def fill_give_back(*, order_line_id: int) -> bool:
@@ -175,7 +197,7 @@ def fill_give_back(*, order_line_id: int) -> bool:
     fill = Fill.objects.select_for_update().filter(order_line_id=order_line_id, status=Fill.Status.USED).first()
     if fill is None:
         return False
-    _give_one_fill_back(fill.prescription_id)
+    _give_fills_back([fill.prescription_id])
     fill.status, fill.given_back_at = Fill.Status.GIVEN_BACK, timezone.now()
     fill.save(update_fields=["status", "given_back_at"])
     return True
