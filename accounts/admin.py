@@ -6,6 +6,8 @@ from django.contrib import admin
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from .second_factor import second_factor_remove
+
 
 class DeviceAdmin(admin.ModelAdmin):
     list_display = ("user", "name", "confirmed", "created_at", "last_used_at")
@@ -17,6 +19,12 @@ class DeviceAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    def delete_model(self, request, obj):
+        second_factor_remove(devices=[obj], actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        second_factor_remove(devices=queryset.select_related("user"), actor=request.user)
 
     def has_change_permission(self, request, obj=None):
         return False

@@ -9,6 +9,7 @@ from django.utils.crypto import salted_hmac
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from clinics.audit import Action, audit_record
 from clinics.models import Membership
 
 RECOVERY_CODE_COUNT = 10
@@ -48,7 +49,28 @@ def totp_enrolment_confirm(*, device: TOTPDevice, token: str) -> list[str] | Non
         TOTPDevice.objects.filter(user=device.user).exclude(pk=device.pk).delete()
         device.confirmed = True
         device.save(update_fields=["confirmed"])
+        audit_record(action=Action.SECOND_FACTOR_ENROL, actor=device.user, obj=device,
+                     detail={"user": device.user.pk, "recovery_codes": RECOVERY_CODE_COUNT})
         return recovery_codes_replace(user=device.user)
+
+
+def recovery_codes_renew(*, user) -> list[str]:
+    """The user asked for a new set of recovery codes (:func:`recovery_codes_replace`). Audited."""
+    with transaction.atomic():
+        audit_record(action=Action.RECOVERY_CODES_REPLACE, actor=user, detail={"user": user.pk})
+        return recovery_codes_replace(user=user)
+
+
+def second_factor_remove(*, devices, actor) -> int:
+    """A user admin removes authenticators or recovery-code sets (a lost phone: the user enrols
+    again at their next login). One audit row per device, naming whose it was. Returns how many."""
+    devices = list(devices)
+    with transaction.atomic():
+        for device in devices:
+            audit_record(action=Action.SECOND_FACTOR_REMOVE, actor=actor, obj=device,
+                         detail={"user": device.user_id, "device": device.name})
+            device.delete()
+    return len(devices)
 
 
 def recovery_codes_replace(*, user) -> list[str]:

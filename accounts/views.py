@@ -14,7 +14,7 @@ from .forms import CodeForm
 from .second_factor import (
     has_second_factor,
     qr_code_data_uri,
-    recovery_codes_replace,
+    recovery_codes_renew,
     second_factor_required,
     totp_enrolment_confirm,
     totp_enrolment_start,
@@ -81,7 +81,7 @@ def new_recovery_codes(request):
     """A fresh set of ten recovery codes (the old ones stop working); only in a verified session."""
     if request.method != "POST" or not request.user.is_verified():
         return redirect("accounts:enrol")
-    codes = recovery_codes_replace(user=request.user)
+    codes = recovery_codes_renew(user=request.user)
     return render(request, "accounts/recovery_codes.html", {"codes": codes, "next": "/"})
 
 

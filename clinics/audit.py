@@ -76,6 +76,9 @@ class Action(StrEnum):
     APPROVAL_FAILED = "approval.failed"
     PARTNER_API_URL_CHANGE = "partner.api_url_changed"
     STAFF_ACCESS_CHANGE = "staff.access_changed"
+    SECOND_FACTOR_ENROL = "account.second_factor_enrolled"
+    SECOND_FACTOR_REMOVE = "account.second_factor_removed"
+    RECOVERY_CODES_REPLACE = "account.recovery_codes_replaced"
 
 
 def _entry(*, action, actor=None, actor_label="", clinic=None, patient=None, obj=None, detail=None) -> AuditEntry:

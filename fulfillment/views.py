@@ -285,11 +285,14 @@ def partner_prescription_document(request, token):
     grant = document_link_verify(token)
     if grant is None:
         raise Http404
-    line = (OrderLine.objects.select_related("prescription", "partner_order")
+    line = (OrderLine.objects.select_related("prescription", "partner_order__partner", "order__clinic")
             .filter(pk=grant.order_line_id, prescription_id=grant.prescription_id,
                     partner_order__partner_id=grant.partner_id).first())
     if line is None:
         raise Http404
+    # In the PHI access log as the pharmacy that opened it, for the line's clinic.
+    request.clinic, request.access_actor_label = line.order.clinic, f"partner {line.partner_order.partner.slug}"
+    record_patient_access(request, [line.patient_id])
     return document_response(line.prescription)
 
 
@@ -297,7 +300,9 @@ def partner_prescription_document(request, token):
 @require_GET
 def order_fhir(request, pk: int):
     """The order as a FHIR R4 Bundle (JSON), for the clinic's own systems (docs/fhir.md)."""
-    bundle = order_fhir_bundle(order=_order_or_404(request, pk))
+    order = _order_or_404(request, pk)
+    bundle = order_fhir_bundle(order=order)
+    record_patient_access(request, order.lines.values_list("patient_id", flat=True))
     response = JsonResponse(bundle, content_type="application/fhir+json")
     response["Content-Disposition"] = f'attachment; filename="order-{pk}-fhir.json"'
     return response

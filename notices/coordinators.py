@@ -1,7 +1,7 @@
 """Coordinators are told, not asked: an email when lines of an order are rejected, put on hold
 or cancelled (batched per order), and a daily digest, at the clinic's chosen hour, of what still
-needs attention. The emails carry counts, order numbers and links — no patient names or
-clinical detail (the pages behind the links do, after login)."""
+needs attention and which lines are overdue. The emails carry counts, order numbers and links —
+no patient names or clinical detail (the pages behind the links do, after login)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from clinics.models import Clinic
 from fulfillment.models import OrderLine
+from fulfillment.watchdog import overdue_lines
 
 from .models import AlertLine, AttentionAlert, DigestRun, NoticeSettings
 from .selectors import coordinator_emails, digest_items
@@ -82,14 +83,20 @@ def alert_send(*, alert_id: int, now: datetime.datetime | None = None) -> bool:
     return True
 
 
-def digest_text(*, clinic: Clinic, lines: list[OrderLine]) -> tuple[str, str]:
+def digest_text(*, clinic: Clinic, lines: list[OrderLine], overdue: list[OrderLine] = ()) -> tuple[str, str]:
+    """The digest: the open Needs-attention lines by what happened to them, then the overdue ones
+    (no news from their pharmacy for longer than expected: fulfillment.watchdog)."""
     counts = Counter(line.status for line in lines)
-    orders = sorted({line.order.number for line in lines})
-    subject = f"{clinic.name}: {len(lines)} line{'s' if len(lines) != 1 else ''} need{'s' if len(lines) == 1 else ''} attention"
+    n = len(lines) + len(overdue)
+    orders = sorted({line.order.number for line in [*lines, *overdue]})
+    subject = f"{clinic.name}: {n} line{'s' if n != 1 else ''} need{'s' if n == 1 else ''} attention"
+    what = [_counts_sentence(counts)] if lines else []
+    if overdue:
+        what.append(f"{len(overdue)} overdue (no news from the pharmacy for longer than expected)")
     body = (
-        f"Good morning. {len(lines)} line{'s' if len(lines) != 1 else ''} of {len(orders)} "
-        f"order{'s' if len(orders) != 1 else ''} still need{'s' if len(lines) == 1 else ''} attention: "
-        f"{_counts_sentence(counts)}.\n\n"
+        f"Good morning. {n} line{'s' if n != 1 else ''} of {len(orders)} "
+        f"order{'s' if len(orders) != 1 else ''} still need{'s' if n == 1 else ''} attention: "
+        f"{', '.join(what)}.\n\n"
         f"Orders: {', '.join(orders)}\n\n"
         f"Needs attention: {settings.SITE_URL}{reverse('fulfillment:attention')}\n"
     )
@@ -115,11 +122,13 @@ def digests_send_due(*, now: datetime.datetime | None = None) -> int:
         except IntegrityError:
             continue  # another worker has it
         lines = digest_items(clinic=clinic)
-        recipients = coordinator_emails(clinic=clinic) if lines else []
-        if lines and recipients:
-            subject, body = digest_text(clinic=clinic, lines=lines)
+        listed = {line.pk for line in lines}
+        overdue = [line for line in overdue_lines(clinic=clinic, now=now) if line.pk not in listed]
+        recipients = coordinator_emails(clinic=clinic) if lines or overdue else []
+        if recipients:
+            subject, body = digest_text(clinic=clinic, lines=lines, overdue=overdue)
             send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
             sent += 1
-        DigestRun.objects.filter(pk=run.pk).update(items=len(lines), recipients=len(recipients),
+        DigestRun.objects.filter(pk=run.pk).update(items=len(lines) + len(overdue), recipients=len(recipients),
                                                    sent_at=now if recipients else None)
     return sent

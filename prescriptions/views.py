@@ -4,6 +4,7 @@ file itself is never public: storage is private, and this view streams it)."""
 from django.http import FileResponse, Http404
 from django.views.decorators.http import require_GET
 
+from clinics.access import record_patient_access
 from clinics.tenancy import clinic_required
 
 from .selectors import prescription_get
@@ -25,4 +26,5 @@ def document(request, pk):
     prescription = prescription_get(clinic=request.clinic, pk=pk)
     if prescription is None:
         raise Http404
+    record_patient_access(request, [prescription.patient_id])
     return document_response(prescription)

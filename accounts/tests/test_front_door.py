@@ -13,6 +13,7 @@ from django_otp.plugins.otp_static.models import StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.tasks import clear_expired_sessions
+from clinics.models import AuditEntry
 from clinics.roles import SUPPORT, USER_ADMIN
 from conftest import PASSWORD, totp_code, totp_device, verified_login
 
@@ -111,6 +112,8 @@ def test_coordinators_need_no_second_factor_but_may_enrol_one(client_alice, alic
     codes = re.findall(r"<li><code>([a-z2-7]+)</code></li>", done.content.decode())
     assert len(codes) == 10 and len(set(codes)) == 10
     assert "shown only now" in done.content.decode()
+    assert list(AuditEntry.objects.values_list("action", "actor__username")) == [
+        ("account.second_factor_enrolled", "alice")]
     assert client_alice.get("/cart/").status_code == 200  # this session is verified
     # Having enrolled, alice too needs the code at her next login.
     client_alice.logout()
@@ -125,6 +128,7 @@ def test_a_recovery_code_works_once(client, clinic_admin_a):
     codes = re.findall(r"<li><code>([a-z2-7]+)</code></li>",
                        verified.post(reverse("accounts:recovery-codes")).content.decode())
     assert len(codes) == 10 and device.pk
+    assert AuditEntry.objects.filter(action="account.recovery_codes_replaced", actor=clinic_admin_a).count() == 1
 
     password_login(client, clinic_admin_a)
     response = client.post(VERIFY, {"code": codes[3].upper(), "next": "/cart/"}, follow=True)
@@ -143,9 +147,11 @@ def test_a_recovery_code_works_once(client, clinic_admin_a):
 def test_the_second_factor_pages_refuse_bad_input_clearly(client, clinic_admin_a):
     totp_device(clinic_admin_a)
     password_login(client, clinic_admin_a)
-    for code in ["", "12\x0034", "²²²²²²", "x" * 41]:
+    for code in ["", "²²²²²²", "x" * 41]:
         response = client.post(VERIFY, {"code": code, "next": "https://evil.example/"})
         assert response.status_code == 200 and 'class="error"' in response.content.decode()
+    nul = client.post(VERIFY, {"code": "12\x0034", "next": "https://evil.example/"})  # refused before the view
+    assert nul.status_code == 400 and "NUL character" in nul.content.decode()
     ok = client.post(VERIFY, {"code": totp_code(totp_device(clinic_admin_a)), "next": "https://evil.example/"})
     assert ok["Location"] == "/"
 
@@ -157,6 +163,9 @@ def test_user_admins_remove_a_lost_authenticator_without_seeing_its_secret(clien
     assert "alma" in page and device.key not in page
     staff.post(reverse("admin:otp_totp_totpdevice_delete", args=[device.pk]), {"post": "yes"})
     assert not TOTPDevice.objects.filter(user=clinic_admin_a).exists()
+    # Who removed whose second factor, in the audit trail.
+    assert list(AuditEntry.objects.filter(action="account.second_factor_removed").values_list(
+        "actor__username", "detail")) == [("ursula", {"user": clinic_admin_a.pk, "device": device.name})]
 
 
 def test_the_demo_prints_a_login_s_current_code_and_only_in_the_demo(clinic_admin_a, settings):

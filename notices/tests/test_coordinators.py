@@ -8,6 +8,7 @@ from django.core import mail
 
 from clinics.models import Membership
 from clinics.tests.factories import ClinicFactory, MembershipFactory, UserFactory
+from fulfillment.models import OrderLine
 from notices.coordinators import alerts_send_due, digests_send_due
 from notices.models import AttentionAlert, DigestRun, NoticeSettings
 from notices.scan import notices_scan
@@ -92,6 +93,26 @@ def test_the_digest_goes_once_a_day_at_the_clinics_hour(clinic):
     assert sorted(email.to) == ["boss@bloom.example", "coord@bloom.example"]
     assert DigestRun.objects.get(clinic=clinic).items == 2
     assert digests_send_due(now=at_local(clinic, 7, 0, days=1)) == 1  # the next day
+
+
+def test_the_digest_names_lines_with_no_news_past_their_expected_time(clinic):
+    NoticeSettings.objects.create(clinic=clinic, digest_hour=7)
+    order = order_for(clinic, [consenting_patient(clinic.organization) for _ in range(3)])
+    lines = list(order.lines.order_by("pk"))
+    move(lines, "sent")
+    move(lines, "accepted")
+    seven = at_local(clinic, 7, 0)
+    # Accepted six days before the digest: shipped was expected within 5 days (the default).
+    OrderLine.objects.filter(pk=lines[0].pk).update(status_changed_at=seven - datetime.timedelta(days=6))
+    OrderLine.objects.filter(pk__in=[line.pk for line in lines[1:]]).update(
+        status_changed_at=seven - datetime.timedelta(days=2))
+
+    assert digests_send_due(now=seven) == 1
+    (email,) = mail.outbox
+    assert email.subject == "Bloom Wellness — Denver: 1 line needs attention"
+    assert "1 line of 1 order still needs attention: 1 overdue (no news from the pharmacy for longer than " \
+           "expected)." in email.body and order.number in email.body
+    assert DigestRun.objects.get(clinic=clinic).items == 1
 
 
 def test_a_day_with_nothing_open_sends_no_digest(clinic):

@@ -13,7 +13,7 @@ from django.utils import timezone
 from carts.services import cart_get_active
 from carts.tests.factories import CartLineFactory
 from catalog.tests.factories import PartnerFactory
-from clinics.models import AuditEntry
+from clinics.models import AuditEntry, PatientAccess
 from fulfillment.models import PartnerOrder
 from fulfillment.partners import build_order_payload
 from fulfillment.tests.factories import order_with_lines
@@ -88,8 +88,12 @@ def test_the_clinic_sees_the_document_another_clinic_gets_404(client, clinic_a, 
     response = client.get(url)
     assert response.status_code == 200 and b"".join(response.streaming_content) == PDF
     assert response["Content-Type"] == "application/pdf"
+    # In the PHI access log: alice opened this patient's prescription in clinic A.
+    assert list(PatientAccess.objects.values_list("user__username", "clinic", "patient", "page")) == [
+        ("alice", clinic_a.pk, rx.patient_id, "prescriptions:document")]
     client.force_login(bob)
     assert client.get(url).status_code == 404
+    assert PatientAccess.objects.count() == 1  # a refused read shows nothing and logs nothing
 
 
 def test_another_clinic_cannot_point_its_line_to_the_prescription(client, clinic_a, clinic_b, bob):
@@ -123,6 +127,10 @@ def test_the_partner_payload_carries_the_prescription_and_its_link_works_until_i
     path = prescription["document_url"].removeprefix(settings.SITE_URL)
     response = client.get(path)  # the partner: no session, the signed link only
     assert response.status_code == 200 and b"".join(response.streaming_content) == PDF
+    # In the PHI access log as the pharmacy that opened it, for the line's clinic.
+    assert list(PatientAccess.objects.values_list("user", "actor_label", "clinic", "patient", "page")) == [
+        (None, f"partner {line.partner_order.partner.slug}", clinic_a.pk, line.patient_id,
+         "fulfillment:partner-prescription-document")]
     assert client.get(path[:-3] + "xyz").status_code == 404  # altered
 
     later = time.time() + 601
@@ -167,5 +175,7 @@ def test_an_order_exports_as_a_valid_fhir_r4_bundle_for_its_clinic_only(client, 
     assert request["dispenseRequest"]["performer"]["reference"].startswith("Organization/pharmacy-")
     dispense = next(e["resource"] for e in data["entry"] if e["resource"]["resourceType"] == "MedicationDispense")
     assert dispense["status"] == "completed" and dispense["whenHandedOver"]
+    assert list(PatientAccess.objects.values_list("user__username", "patient", "page")) == [
+        ("alice", line.patient_id, "fulfillment:order-fhir")]
     client.force_login(bob)
     assert client.get(reverse("fulfillment:order-fhir", args=[line.order_id])).status_code == 404
