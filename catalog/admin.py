@@ -145,9 +145,10 @@ class PartnerAdmin(SimpleHistoryAdmin):
                 # The history says which credential was replaced (names only: the values never go there).
                 obj._change_reason = "replaced: " + ", ".join(form.credentials_changed)
         new_url = None
-        if change and "api_base_url" in form.changed_data:
-            # Where patients' data and the Bearer key go changes only with a second approver.
-            new_url, obj.api_base_url = obj.api_base_url, form.initial.get("api_base_url", "")
+        if "api_base_url" in form.changed_data:
+            # Where patients' data and the Bearer key go is set or changed only with a second
+            # approver; a new partner has no URL (and is routed nothing) until then.
+            new_url, obj.api_base_url = obj.api_base_url, form.initial.get("api_base_url", "") if change else ""
         super().save_model(request, obj, form, change)
         if new_url is not None:
             try:
@@ -155,9 +156,10 @@ class PartnerAdmin(SimpleHistoryAdmin):
             except ApprovalError as error:
                 self.message_user(request, str(error), messages.ERROR)
             else:
+                until = ("the partner keeps its current URL until then" if change else
+                         "until then the partner has no order API URL and is sent no order")
                 self.message_user(request, f"The order API URL change waits for a second integrations staff member "
-                                           f"(approval #{approval.pk}); the partner keeps its current URL until then.",
-                                  messages.WARNING)
+                                           f"(approval #{approval.pk}); {until}.", messages.WARNING)
 
     @admin.display(description="credentials")
     def credentials(self, obj):

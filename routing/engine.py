@@ -5,6 +5,8 @@ Choosing a partner
 A partner is *eligible* for a line when all of these hold:
 
 - the partner is active;
+- it has an order API URL (a new partner's first URL waits for a second approver: until then
+  Fizy cannot send it an order);
 - it has an active offering of the line's product;
 - it holds a ``PartnerStateLicense`` for the patient's ship-to state that has not expired;
 - the offering's ``stock_quantity`` is at least the line's quantity.
@@ -206,6 +208,9 @@ def _check(partner: Partner, offering: Offering | None, need: _Need, world: _Wor
     problems, stock_problem = [], False
     if not partner.active:
         problems.append(f"{partner.name} is inactive")
+    if not partner.api_base_url:
+        problems.append(f"{partner.name} has no order API URL yet "
+                        "(one takes effect once a second staff member approves it)")
     if not offering.active:
         problems.append(f"{partner.name}'s offering of {need.product.name} is inactive")
     state_license = world.licenses.get((partner.pk, need.state))

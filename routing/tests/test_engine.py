@@ -113,9 +113,12 @@ def test_rules_for_the_cart_s_clinic_and_organization_apply(cart, glp1, harbor, 
         (lambda p, product: p.offerings.update(stock_quantity=0), "Cedar is out of stock (has 0, needs 1)"),
         (lambda p, product: p.offerings.update(active=False), "Cedar's offering of Semaglutide is inactive"),
         (lambda p, product: type(p).objects.filter(pk=p.pk).update(active=False), "Cedar is inactive"),
+        (lambda p, product: type(p).objects.filter(pk=p.pk).update(api_base_url=""),
+         "Cedar has no order API URL yet (one takes effect once a second staff member approves it)"),
         (lambda p, product: p.offerings.all().delete(), "Cedar does not carry Semaglutide"),
     ],
-    ids=["unlicensed", "license-expired", "no-stock", "offering-inactive", "partner-inactive", "not-carried"],
+    ids=["unlicensed", "license-expired", "no-stock", "offering-inactive", "partner-inactive", "no-order-api-url",
+         "not-carried"],
 )
 def test_a_rule_whose_partner_is_ineligible_is_skipped_with_the_reason(cart, glp1, harbor, cedar, break_cedar, expected):
     RoutingRuleFactory(name="TX to Cedar", priority=1, partner=cedar, states=["TX"])
