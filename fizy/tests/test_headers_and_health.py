@@ -2,6 +2,7 @@
 balancer whether this server can take requests: database, cache and a queue that moves."""
 
 import datetime
+import os
 
 import pytest
 from django.utils import timezone
@@ -58,3 +59,28 @@ def test_health_fails_when_the_oldest_queued_task_waits_too_long(client, db, set
     assert (queue == "OK") == (status == 200)
     if status == 500:
         assert "the oldest queued task has waited 30" in queue and "limit 300 s" in queue
+
+
+def test_the_oldest_task_on_the_redis_broker_is_dated_too(db):
+    """With REDIS_URL the queue is a Redis list: its head is the oldest task, dated by the time
+    django-q2 queued it (Redis on 127.0.0.1:6379, as `make test` starts it)."""
+    from django_q.brokers.redis_broker import Redis
+    from django_q.signing import SignedPackage
+
+    from fizy.lib.health import oldest_queued_task_age
+
+    broker = Redis(list_key=f"fizy-health-test-{os.getpid()}")
+    broker.delete_queue()
+    try:
+        assert oldest_queued_task_age(broker) is None  # nothing waits
+        now = timezone.now()
+        for waited in (400, 5):
+            broker.enqueue(SignedPackage.dumps({"id": f"t{waited}", "func": "math.floor", "args": (1,),
+                                                "kwargs": {}, "started": now - datetime.timedelta(seconds=waited)}))
+        broker.enqueue(b"not a signed task")
+        assert 400 <= oldest_queued_task_age(broker).total_seconds() < 460
+        broker.dequeue()
+        broker.dequeue()  # only the foreign payload is left: it cannot be dated
+        assert oldest_queued_task_age(broker) is None
+    finally:
+        broker.delete_queue()
